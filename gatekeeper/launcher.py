@@ -1,0 +1,37 @@
+"""The hand-written ``/usr/bin/gatekeeper`` launcher (SPEC §4, SECURITY.md §13).
+
+A pip console script starts Python without isolation: a ``.pth`` file in the
+guest's user site runs code, ``PYTHONINSPECT`` turns a denial into a REPL on
+the guest's terminal, ``python -m`` imports ``json.py`` from the working
+directory. The launcher starts the interpreter with ``-I`` (isolated: no
+``PYTHON*`` variables, no user site, no script or working directory on
+``sys.path``) and imports nothing but the gatekeeper.
+
+``python -m gatekeeper.launcher PYTHON`` prints the launcher for an
+interpreter; packaging and the test set-up install it root-owned, mode 0755.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TEMPLATE = """\
+#!{python} -I
+# ssh-gatekeeper launcher - generated, do not edit.
+# sshd runs this for every guest login (ForceCommand). Python runs isolated
+# (-I): PYTHON* variables, the user site and the working directory are ignored.
+from gatekeeper.connect import main
+
+main()
+"""
+
+
+def render(python: str) -> str:
+    """The launcher text for the absolute interpreter path ``python``."""
+    if not python.startswith("/") or any(c.isspace() for c in python):
+        raise ValueError("the interpreter must be an absolute path without spaces")
+    return TEMPLATE.format(python=python)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render(sys.argv[1] if len(sys.argv) > 1 else sys.executable))

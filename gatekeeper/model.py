@@ -1,0 +1,119 @@
+"""Plain, frozen values shared by every stage of a connection.
+
+These are the compiled form of the policy and the connection, used by the
+pure stages (:mod:`gatekeeper.decide`, :mod:`gatekeeper.plan`). They import
+only the standard library so the decision core stays cheap to import and free
+of I/O; :mod:`gatekeeper.policy` validates the TOML with pydantic and compiles
+it into these values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
+Mode = Literal["read-only", "read-write"]
+READ_ONLY: Mode = "read-only"
+READ_WRITE: Mode = "read-write"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Names a guest may type and tmux may see: sessions, programs, targets.
+#: No ``: . / $ @ % ~ = ; *`` (tmux target syntax, SECURITY.md §18).
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """Where and how the connection record is written."""
+
+    sink: Literal["journald", "file"] = "journald"
+    identifier: str = "gatekeeper"
+    journal_socket: str = "/run/systemd/journal/socket"
+    file: str = "/var/log/gatekeeper/audit.jsonl"
+    on_failure: Literal["deny", "allow"] = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A shared tmux session: its own server at ``socket``, owned by ``owner``."""
+
+    name: str
+    socket: str
+    owner: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """One program with a fixed argv; the guest can only pick it by name."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One ``[[grant]]`` entry; ``index`` is its position in the file."""
+
+    index: int
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    people: frozenset[str] = frozenset()
+    from_: tuple[Network, ...] = ()
+    session: str | None = None
+    program: str | None = None
+    mode: Mode = READ_ONLY
+    default: bool = False
+    not_before: datetime | None = None
+    expires: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        """The key path of this grant in the policy file, e.g. ``grant[2]``."""
+        return f"grant[{self.index}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated policy. ``sha256`` is the hash of the file's bytes."""
+
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    tmux_binary: str = "/usr/bin/tmux"
+    people: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    sessions: Mapping[str, Session] = field(default_factory=dict)
+    programs: Mapping[str, Program] = field(default_factory=dict)
+    grants: tuple[Grant, ...] = ()
+    sha256: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Everything known about one SSH connection, read once at the edge.
+
+    ``user``/``uid``/``groups`` come from the kernel and the user database,
+    never from ``$USER``. ``key_fingerprints`` come from ``SSH_USER_AUTH``,
+    which the guest account can write (SECURITY.md §12): they attribute, they
+    do not separate privileges.
+    """
+
+    user: str
+    uid: int
+    gid: int = -1
+    home: str = "/"
+    groups: frozenset[str] = frozenset()
+    key_fingerprints: tuple[str, ...] = ()
+    client_addr: str | None = None
+    client_port: int | None = None
+    server_addr: str | None = None
+    server_port: int | None = None
+    tty: str | None = None
+    has_tty: bool = False
+    term: str | None = None
+    original_command: bytes | None = None
