@@ -208,7 +208,7 @@ def run(
     record = base_record(connection, request, connection_id)
 
     policy_path = POLICY_PATH
-    if len(argv) == 2 and argv[0] == "--policy":  # noqa: PLR2004
+    if len(argv) == 2 and argv[0] == "--policy":
         policy_path = argv[1]
     elif argv:
         record.update(decision="error", reason="bad_invocation", detail="bad gatekeeper argv")

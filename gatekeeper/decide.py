@@ -190,9 +190,7 @@ def _allow_grant(identity: Identity, grant: Grant) -> AttachSession | RunProgram
     return RunProgram(identity, grant, grant.program)
 
 
-def _decide(
-    connection: Connection, request: rq.Request, policy: Policy, now: datetime
-) -> Decision:
+def _decide(connection: Connection, request: rq.Request, policy: Policy, now: datetime) -> Decision:
     identity = identify(connection, policy)
     grants = matching_grants(connection, identity, policy, now)
 

@@ -94,7 +94,7 @@ def read_trusted(path: str, trusted_uids: Collection[int] = (0,)) -> bytes:
         os.close(fd)
 
 
-def check_socket(  # noqa: PLR0911 - one early return per distinct, audited reason
+def check_socket(
     path: str, owner_uid: int, guest_uid: int, guest_gids: Collection[int]
 ) -> tuple[SocketProblem, str] | None:
     """Return ``None`` if ``path`` is the owner's socket in a safe place, else a reason.

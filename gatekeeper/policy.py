@@ -19,7 +19,7 @@ import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime  # noqa: TC003 - pydantic resolves the annotation at runtime
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator

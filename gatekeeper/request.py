@@ -102,8 +102,6 @@ class Unknown:
 
 Request = Default | Attach | Watch | Run | ListTargets | Whoami | Help | Malformed | Unknown
 
-_NAMED_VERBS: Final = {"attach": Attach, "watch": Watch, "run": Run}
-
 
 def _lex(raw: bytes) -> list[str] | Malformed:
     if len(raw) > MAX_REQUEST_BYTES:
@@ -136,7 +134,13 @@ def parse(raw: bytes | None) -> Request:
                 return Malformed("bad_arguments")
             if not _NAME.fullmatch(args[0]):
                 return Malformed("bad_name")
-            request = _NAMED_VERBS[verb](args[0])
+            request = (
+                Attach(args[0])
+                if verb == "attach"
+                else Watch(args[0])
+                if verb == "watch"
+                else Run(args[0])
+            )
         case "list" | "whoami":
             if args not in ([], ["--json"]):
                 return Malformed("bad_arguments")

@@ -41,7 +41,7 @@ def fingerprints_from_auth_info(text: str) -> tuple[str, ...]:
     found: list[str] = []
     for line in text.splitlines():
         words = line.split(" ")
-        if len(words) >= 3 and words[0] == "publickey":  # noqa: PLR2004 - method, type, blob
+        if len(words) >= 3 and words[0] == "publickey":
             fpr = fingerprint(words[2])
             if fpr is not None:
                 found.append(fpr)
@@ -69,7 +69,7 @@ def _split_endpoint(value: bytes | None) -> tuple[str | None, int | None, str | 
     if value is None:
         return None, None, None, None
     words = value.decode("ascii", errors="replace").split(" ")
-    if len(words) != 4 or not words[1].isdigit() or not words[3].isdigit():  # noqa: PLR2004
+    if len(words) != 4 or not words[1].isdigit() or not words[3].isdigit():
         return None, None, None, None
     return words[0], int(words[1]), words[2], int(words[3])
 

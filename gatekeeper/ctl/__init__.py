@@ -1,0 +1,1 @@
+"""gatekeeperctl: the admin and host commands (never on the per-login path)."""

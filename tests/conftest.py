@@ -1,0 +1,72 @@
+"""Fixtures shared by every tier. See gktest.py for the helpers behind them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import gktest
+import pytest
+
+
+@pytest.fixture(scope="session")
+def journal() -> Iterator[gktest.Journal]:
+    """A real systemd-journald in a private namespace for the whole test session."""
+    gktest.require_tool("journalctl")
+    with gktest.journald(f"gktest{os.getpid()}") as j:
+        yield j
+
+
+@dataclass(frozen=True)
+class Accounts:
+    host: gktest.Account  # owns the tmux server
+    guest: gktest.Account  # read-only guest, member of the share group
+    pairer: gktest.Account  # read-write guest, member of the share group
+    member: gktest.Account  # another member of the share group: a would-be attacker
+    outsider: gktest.Account  # no group, no grant
+    group: str
+
+
+@pytest.fixture(scope="session")
+def accounts() -> Iterator[Accounts]:
+    """Throwaway accounts with /bin/sh and root-owned homes; removed afterwards."""
+    gktest.require_root()
+    gktest.require_tool("useradd", "setpriv")
+    # A random tag per test session: several sessions may run at once on one machine.
+    tag = secrets.token_hex(2)
+    group = f"gk-share-{tag}"
+    names = [f"gk-{role}-{tag}" for role in ("host", "guest", "pairer", "member", "outsider")]
+    gktest.create_group(group)
+    try:
+        made = Accounts(
+            host=gktest.create_account(names[0]),
+            guest=gktest.create_account(names[1], [group]),
+            pairer=gktest.create_account(names[2], [group]),
+            member=gktest.create_account(names[3], [group]),
+            outsider=gktest.create_account(names[4]),
+            group=group,
+        )
+        yield made
+    finally:
+        for name in names:
+            gktest.delete_account(name)
+        gktest.delete_group(group)
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A root-owned, world-traversable scratch directory (tmp_path is 0700)."""
+    path = gktest.shared_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gatekeeper_bin() -> Path:
+    """The isolated launcher under test (set GK_GATEKEEPER to test an installed one)."""
+    gktest.require(gktest.GATEKEEPER.exists(), f"{gktest.GATEKEEPER} (run scripts/bootstrap)")
+    return gktest.GATEKEEPER
