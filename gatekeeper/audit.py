@@ -60,6 +60,12 @@ FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("pid", "the gatekeeper's pid (= tmux's `client_pid` after exec)"),
     ("version", "ssh-gatekeeper version"),
     ("timestamp", "UTC, ISO 8601"),
+    ("client_pid", "host-side events: pid of the tmux client (= the connect record's `pid`)"),
+    ("duration_seconds", "`leave`: seconds between join and leave"),
+    ("ended", "`leave`: `detached`, `kicked`, `expired` or `server-exit`"),
+    ("by", "host-side events: the account that ran the command"),
+    ("changes", "`share`: what was (re)applied"),
+    ("message_id", "journald MESSAGE_ID of the event type (see the catalog)"),
 )
 FIELD_NAMES: Final = frozenset(name for name, _ in FIELDS)
 
@@ -75,6 +81,18 @@ JOURNAL_FIELDS: Final = (
     "mode",
     "connection_id",
 )
+#: journald MESSAGE_ID per event type (``journalctl -x`` explains each via the catalog).
+#: Fixed forever: a new event type gets a new id, an id is never reused.
+MESSAGE_IDS: Final = {
+    "connect-allow": "d70adb69f9f7432fb8da87a871be838c",
+    "connect-deny": "931a5d69c1f3471783ef43c1c6f1a08c",
+    "connect-error": "5789b8eab73a41949983dafb51e8c99f",
+    "join": "2eb7923c791d4146aabe278c61b4ae1e",
+    "leave": "0105c4a3bfd64c8abb0de688f16b59d2",
+    "kick": "b20e20e2ad6542cfb97766b893228e6f",
+    "revoke": "a245a2a3c43a4dcdb1d7070eb4845eda",
+    "share": "e5cd6f6bc0d94febbf07c7b26573cc00",
+}
 PRIORITY: Final = {"allow": "6", "deny": "4", "error": "3"}
 _METHOD: Final = {"allow": "info", "deny": "warning", "error": "error"}
 
