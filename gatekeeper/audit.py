@@ -119,6 +119,14 @@ def command_fields(original: bytes | None) -> dict[str, Any]:
     return fields
 
 
+def message_id(record: Mapping[str, Any]) -> str | None:
+    """The fixed journald ``MESSAGE_ID`` for the record's event type, if it has one."""
+    event = str(record.get("event", "connect"))
+    if event == "connect":
+        event = f"connect-{record.get('decision', 'error')}"
+    return MESSAGE_IDS.get(event)
+
+
 def journal_fields(record: Mapping[str, Any], identifier: str, message: str) -> dict[str, str]:
     """The native journald fields for a record (values escaped, no newlines possible)."""
     decision = str(record.get("decision", "error"))
@@ -127,6 +135,8 @@ def journal_fields(record: Mapping[str, Any], identifier: str, message: str) -> 
         "PRIORITY": PRIORITY.get(decision, "3"),
         "SYSLOG_IDENTIFIER": identifier,
     }
+    if (mid := message_id(record)) is not None:
+        fields["MESSAGE_ID"] = mid
     for name in JOURNAL_FIELDS:
         value = record.get(name)
         if value is not None:
@@ -136,6 +146,8 @@ def journal_fields(record: Mapping[str, Any], identifier: str, message: str) -> 
 
 def _render(identifier: str) -> Callable[[Any, str, Any], dict[str, Any]]:
     def render(_logger: Any, _method: str, event_dict: Any) -> dict[str, Any]:
+        if (mid := message_id(event_dict)) is not None:
+            event_dict["message_id"] = mid
         message = json.dumps(event_dict, ensure_ascii=True, separators=(",", ":"), default=str)
         return {"fields": journal_fields(event_dict, identifier, message)}
 

@@ -9,7 +9,6 @@ read-write, and never for ``watch``.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
@@ -114,13 +113,21 @@ def _address_matches(grant: Grant, address: str | None) -> bool:
         return True
     if address is None:
         return False
+    import ipaddress  # noqa: PLC0415 - only grants with `from` pay for it
+
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
+    # An IPv4 client may be reported as ::ffff:a.b.c.d (dual-stack socket) and the
+    # admin may write either form: compare both, so neither spelling silently
+    # fails to match.
+    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [parsed]
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        parsed = parsed.ipv4_mapped
-    return any(parsed in network for network in grant.from_)
+        forms.append(parsed.ipv4_mapped)
+    elif isinstance(parsed, ipaddress.IPv4Address):
+        forms.append(ipaddress.IPv6Address(f"::ffff:{parsed}"))
+    return any(form in network for form in forms for network in grant.from_)
 
 
 def _time_matches(grant: Grant, now: datetime) -> bool:

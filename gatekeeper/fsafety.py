@@ -4,13 +4,16 @@ Two questions, both asked before anything is trusted:
 
 * :func:`read_trusted` - may this policy file be believed? It must be a
   regular file owned by a trusted uid (root), not writable by group or
-  others, in directories nobody else can rewrite (sticky world-writable
-  directories such as ``/tmp`` are tolerated, as sshd does, because others
-  cannot rename a root-owned entry out of them).
+  others, in root-owned directories nobody else can rewrite. A sticky
+  world-writable directory such as ``/tmp`` is tolerated only when root owns
+  it: others cannot rename a root-owned entry out of it, but the owner of a
+  sticky directory can, so a sticky directory owned by anyone else is not.
 * :func:`check_socket` - is this the host's tmux socket, or one a group
   member planted (SECURITY.md §20, attack corpus TMUX-16)? It must be a
   socket (not a symlink) owned by the session owner, in a directory owned by
-  the owner or root that the guest cannot write, or that is sticky.
+  the owner or root that the guest cannot write, or that is sticky and not
+  the guest's (the owner of a directory can always rename entries in it, and
+  can chmod it writable again).
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ def writable_by(st: os.stat_result, uid: int, gids: Collection[int]) -> bool:
     return bool(st.st_mode & stat.S_IWOTH)
 
 
+def guest_controls(st: os.stat_result, uid: int, gids: Collection[int]) -> bool:
+    """Whether ``uid`` can replace entries of a directory: it owns it, or may write it unsticky.
+
+    Owning a directory is enough whatever its mode (``chmod`` is the owner's),
+    and the sticky bit does not restrain the directory's owner.
+    """
+    if st.st_uid == uid:
+        return True
+    return writable_by(st, uid, gids) and not st.st_mode & stat.S_ISVTX
+
+
 def _ancestors(path: str) -> Iterator[str]:
     """``/a/b/c`` -> ``/``, ``/a``, ``/a/b`` (the directories holding ``path``)."""
     parts = path.split("/")[1:-1]
@@ -71,7 +85,7 @@ def read_trusted(path: str, trusted_uids: Collection[int] = (0,)) -> bytes:
         st = os.stat(directory)
         group_or_other = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
         sticky = st.st_mode & stat.S_ISVTX
-        if st.st_uid not in trusted_uids and not sticky:
+        if st.st_uid not in trusted_uids:
             raise UnsafeFileError(f"directory {directory} is owned by uid {st.st_uid}")
         if group_or_other and not sticky:
             raise UnsafeFileError(f"directory {directory} is writable by group or others")
@@ -112,13 +126,13 @@ def check_socket(
         real_dir = os.path.realpath(os.path.dirname(path))
         for directory in _ancestors(real_dir):
             st = os.stat(directory)
-            if writable_by(st, guest_uid, guest_gids) and not st.st_mode & stat.S_ISVTX:
+            if guest_controls(st, guest_uid, guest_gids):
                 return "socket_path_unsafe", f"{directory} is writable by the guest"
         socket_name = os.path.basename(path)
         st_dir = os.stat(real_dir)
         if st_dir.st_uid not in (owner_uid, 0):
             return "socket_dir_unsafe", f"{real_dir} is owned by uid {st_dir.st_uid}"
-        if writable_by(st_dir, guest_uid, guest_gids) and not st_dir.st_mode & stat.S_ISVTX:
+        if guest_controls(st_dir, guest_uid, guest_gids):
             return "socket_dir_unsafe", f"{real_dir} is writable by the guest and not sticky"
         st_sock = os.lstat(os.path.join(real_dir, socket_name))
     except FileNotFoundError:

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 MAX_DATAGRAM: Final = 128 * 1024
-_KEY = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,63}$")
+#: journald's own rule (journal_field_valid): A-Z, 0-9 and _, at most 64, no leading
+#: digit or underscore. journald drops a field that breaks it, so refuse it here.
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
 def encode(fields: Mapping[str, str]) -> bytes:

@@ -20,6 +20,14 @@ TEMPLATE = """\
 # ssh-gatekeeper launcher - generated, do not edit.
 # sshd runs this for every guest login (ForceCommand). Python runs isolated
 # (-I): PYTHON* variables, the user site and the working directory are ignored.
+# SIGINT, SIGQUIT and SIGTSTP from the guest's terminal are ignored from here on,
+# not only from main(): importing the gatekeeper takes ~0.1 s, and a Ctrl-C in
+# that window would print a traceback to the guest and leave no audit record.
+import signal
+
+for _signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
+    signal.signal(_signum, signal.SIG_IGN)
+
 from gatekeeper.connect import main
 
 main()

@@ -57,6 +57,31 @@ def viewers(tmux: str, path: str, timeout: float = 2.0) -> int | None:
     return len([line for line in result.stdout.splitlines() if line.strip()])
 
 
+def access_allowed(tmux: str, path: str, timeout: float = 2.0) -> bool | None:
+    """Whether the server at ``path`` lets this uid in (tmux >= 3.3 ``server-access``).
+
+    Without a grant, tmux prints ``access not allowed`` and exits 0 - after
+    the gatekeeper has exec'd it, the guest would see a bare line and a
+    success code. Asking first (a read-only ``list-clients``, ``-N``: never
+    start a server) lets the gatekeeper deny with a reason instead. ``None``
+    when tmux gave no clear answer (the attach itself will tell).
+    """
+    try:
+        result = subprocess.run(
+            [tmux, "-N", "-S", path, "list-clients", "-F", "#{client_pid}"],
+            capture_output=True,
+            timeout=timeout,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if b"access not allowed" in result.stdout + result.stderr:
+        return False
+    return True if result.returncode == 0 else None
+
+
 def list_data(entitlements: tuple[Entitlement, ...], policy: Policy) -> dict[str, Any]:
     """The structure behind ``list --json``."""
     sessions: list[dict[str, Any]] = []

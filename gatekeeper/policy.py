@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ _NAME = re.compile(NAME_PATTERN)
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+#: pydantic's last ``loc`` element when a dict key (not its value) is invalid.
+_KEY_MARKER: Final = "[key]"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Account = Annotated[str, Field(pattern=_ACCOUNT.pattern)]
@@ -107,7 +111,10 @@ class ProgramModel(_Strict):
     @field_validator("argv")
     @classmethod
     def _argv(cls, value: list[str]) -> list[str]:
-        _absolute_path(value[0])
+        try:
+            _absolute_path(value[0])
+        except ValueError as error:
+            raise ValueError(f"argv[0] {error}") from None
         if any("\x00" in arg for arg in value):
             raise ValueError("argv elements must not contain NUL")
         return value
@@ -187,6 +194,15 @@ class PolicyModel(_Strict):
     grant: list[GrantModel] = []
     """Grants; anything not granted is denied."""
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: Any) -> Any:
+        # Literal[1] alone accepts ``true`` and ``1.0`` (both == 1): strictness
+        # means the TOML integer 1 and nothing that merely compares equal.
+        if type(value) is not int:
+            raise ValueError("Input should be 1")
+        return value
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -223,13 +239,21 @@ class PolicyError(Exception):
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
-    """``('grant', 0, 'form')`` -> ``grant[0].form``."""
+    """``('grant', 0, 'form')`` -> ``grant[0].form``.
+
+    A key that is not a bare TOML key is quoted the way TOML writes it
+    (``sessions."a.b"``, with control characters escaped), so a dotted or
+    multi-line table name can neither pass for a nested path nor break the
+    one-line-per-problem output. pydantic's ``[key]`` marker (the key itself is
+    invalid) is dropped: the path already ends at that key.
+    """
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
+        elif part != _KEY_MARKER:
+            text = part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=True)
+            out += ("." if out else "") + text
     return out
 
 
@@ -239,8 +263,10 @@ def _message(error: Any) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["loc"] and error["loc"][-1] == _KEY_MARKER:
+        return f"invalid name: {message}"
+    return message
 
 
 def _references(data: PolicyModel) -> list[Problem]:
