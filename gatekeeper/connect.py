@@ -18,7 +18,6 @@ Nothing is written to stdout except the answer to ``list``/``whoami``/
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import sys
 from datetime import UTC, datetime
@@ -113,6 +112,17 @@ def base_record(connection: Connection, request: rq.Request, connection_id: str)
     return record
 
 
+#: A policy with thousands of errors must still leave its record: the detail is
+#: capped well below journald's datagram limit (SECURITY.md §26).
+MAX_DETAIL: Final = 16 * 1024
+
+
+def _capped(detail: str) -> str:
+    if len(detail) <= MAX_DETAIL:
+        return detail
+    return f"{detail[:MAX_DETAIL]}... ({len(detail) - MAX_DETAIL} more characters)"
+
+
 class _Outcome(Exception):  # noqa: N818 - control flow, not an error
     """Finish without exec: write ``text`` to stdout/stderr and exit ``code``."""
 
@@ -128,9 +138,11 @@ def _identity_fields(identity: Identity) -> dict[str, Any]:
 def _deny_line(code: int, ref: str, name: str = "") -> str:
     if code == EX_USAGE:
         return messages.line(messages.BAD_REQUEST, ref=ref)
-    if code == EX_UNAVAILABLE:
+    if code == EX_UNAVAILABLE and name:
         return messages.line(messages.NOT_RUNNING, ref=ref, name=name)
-    if code in (EX_CONFIG, EX_TEMPFAIL, EX_SOFTWARE):
+    # 69 without a session name: the program (or tmux) is missing on this host -
+    # the admin's problem, not a session the guest could wait for.
+    if code in (EX_CONFIG, EX_TEMPFAIL, EX_SOFTWARE, EX_UNAVAILABLE):
         return messages.line(messages.UNAVAILABLE, ref=ref)
     return messages.line(messages.DENIED, ref=ref)
 
@@ -160,6 +172,9 @@ def _live_check(
     state = live.probe(session.socket)
     if state != "running":
         return f"session_{state}", f"{session.socket}: {state}", EX_UNAVAILABLE
+    if live.access_allowed(policy.tmux_binary, session.socket) is False:
+        detail = f"{session.socket}: the host has not granted server-access (gatekeeperctl share)"
+        return "session_not_shared", detail, EX_UNAVAILABLE
     return None
 
 
@@ -202,7 +217,7 @@ def run(
     """Everything but the side effects of finishing: returns what to exec or print."""
     from gatekeeper import sshenv  # noqa: PLC0415
 
-    connection_id = secrets.token_hex(8)
+    connection_id = os.urandom(8).hex()  # what secrets.token_hex does, without its imports
     connection = sshenv.read(environ, stdin_is_tty=stdin_is_tty)
     request = rq.parse(connection.original_command)
     record = base_record(connection, request, connection_id)
@@ -216,20 +231,33 @@ def run(
         _fallback_audit(record)
         return _Outcome(EX_CONFIG, stderr=messages.line(messages.UNAVAILABLE, ref=connection_id))
 
-    from gatekeeper import policy as policy_module  # noqa: PLC0415 - pydantic is heavy
+    from gatekeeper import policycache  # noqa: PLC0415
 
-    try:
-        policy = policy_module.load(policy_path)
-    except policy_module.PolicyError as error:
-        record.update(decision="error", reason=f"policy_{error.kind}", detail=error.render())
-        record["exit_code"] = EX_CONFIG
-        # The policy is unusable: deny with 78 whether or not the record could be
-        # written (the root cause wins over the audit failure).
-        if error.audit is not None:
-            _write_audit(error.audit, record)
-        else:
-            _fallback_audit(record)
-        return _Outcome(EX_CONFIG, stderr=messages.line(messages.UNAVAILABLE, ref=connection_id))
+    # A root-written cache of this exact policy's validated form keeps pydantic off
+    # the path; any doubt about it is a miss and the policy is validated in full.
+    # Only the grants that name this account, its groups or its people are built:
+    # decide() looks at no others (policycache.decode).
+    policy = policycache.lookup(policy_path, relevant_to=connection)
+    if policy is None:
+        from gatekeeper import policy as policy_module  # noqa: PLC0415 - pydantic is heavy
+
+        try:
+            policy = policy_module.load(policy_path)
+        except policy_module.PolicyError as error:
+            record.update(
+                decision="error", reason=f"policy_{error.kind}", detail=_capped(error.render())
+            )
+            record["exit_code"] = EX_CONFIG
+            # The policy is unusable: deny with 78 whether or not the record could be
+            # written (the root cause wins over the audit failure).
+            if error.audit is not None:
+                _write_audit(error.audit, record)
+            else:
+                _fallback_audit(record)
+            return _Outcome(
+                EX_CONFIG, stderr=messages.line(messages.UNAVAILABLE, ref=connection_id)
+            )
+        policycache.store(policy)  # as root only; not written changes nothing
     record["policy_sha256"] = policy.sha256
 
     decision = decide(connection, request, policy, now or datetime.now(UTC))
@@ -293,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         result = run(args, dict(os.environb), stdin_is_tty=os.isatty(0))
     except BaseException as error:  # noqa: BLE001 - fail closed on anything, even a bug
-        ref = secrets.token_hex(8)
+        ref = os.urandom(8).hex()
         record = {
             "event": "connect",
             "decision": "error",

@@ -9,19 +9,20 @@ it into these values.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    # Annotations only: ipaddress stays off the login path unless a grant has `from`.
+    import ipaddress
     from collections.abc import Mapping
     from datetime import datetime
+
+    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 Mode = Literal["read-only", "read-write"]
 READ_ONLY: Mode = "read-only"
 READ_WRITE: Mode = "read-write"
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Names a guest may type and tmux may see: sessions, programs, targets.
 #: No ``: . / $ @ % ~ = ; *`` (tmux target syntax, SECURITY.md §18).

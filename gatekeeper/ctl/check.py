@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from gatekeeper import policycache
 from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
 from gatekeeper.model import READ_WRITE, Policy
 from gatekeeper.policy import PolicyError, Problem, load, parse
@@ -159,8 +160,12 @@ def _session_warnings(policy: Policy) -> list[Problem]:
     return found
 
 
-def check(path: str, now: datetime | None = None) -> Report:
-    """Check one policy file."""
+def check(path: str, now: datetime | None = None, cache_dir: str | None = None) -> Report:
+    """Check one policy file; with ``cache_dir``, refresh the validated-policy cache there.
+
+    The cache (:mod:`gatekeeper.policycache`) is written only for a policy that
+    passed, and only by root; it is what keeps pydantic off the login path.
+    """
     report = Report(file=path)
     try:
         policy = load(path)
@@ -178,6 +183,8 @@ def check(path: str, now: datetime | None = None) -> Report:
         else:
             report.errors.extend(error.problems)
         return report
+    if cache_dir is not None:
+        policycache.store(policy, cache_dir)
     moment = now or datetime.now(UTC)
     report.warnings += _program_warnings(policy)
     report.warnings += _grant_warnings(policy, moment)
@@ -209,7 +216,7 @@ def _print(report: Report) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = check(policy_path(args))
+    report = check(policy_path(args), cache_dir=None if args.no_cache else args.cache_dir)
     if args.json:
         data: dict[str, Any] = asdict(report)
         data["ok"] = report.ok
@@ -227,4 +234,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("path", nargs="?", help="policy file (same as --policy)")
     add_policy_option(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable report")
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=policycache.DEFAULT_DIR,
+        help="where root stores the validated policy for the gatekeeper "
+        f"(default: {policycache.DEFAULT_DIR}; other values are for tests)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="do not write the validated-policy cache"
+    )
     parser.set_defaults(handler=_run)
