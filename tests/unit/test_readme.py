@@ -1,0 +1,58 @@
+"""The README documents interfaces: audit fields, exit codes, guest messages. Keep it true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gatekeeper import audit, decide, messages
+
+README = (Path(__file__).parents[2] / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    start = README.index(title)
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def test_every_audit_field_is_in_the_readme_table() -> None:
+    table = _section("## Audit record")
+    documented = set(re.findall(r"^\| ((?:`[a-z_0-9]+`(?:, )?)+) \|", table, flags=re.MULTILINE))
+    names = {name for cell in documented for name in re.findall(r"`([a-z_0-9]+)`", cell)}
+    assert names == set(audit.FIELD_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("code", "constant"),
+    [
+        (1, decide.EX_DENIED),
+        (64, decide.EX_USAGE),
+        (69, decide.EX_UNAVAILABLE),
+        (70, decide.EX_SOFTWARE),
+        (75, decide.EX_TEMPFAIL),
+        (78, decide.EX_CONFIG),
+    ],
+)
+def test_exit_codes_in_the_readme_match_the_code(code: int, constant: int) -> None:
+    assert code == constant
+    assert f"\n| {code} |" in _section("### Exit codes")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        messages.DENIED,
+        messages.BAD_REQUEST,
+        messages.NEED_TTY,
+        messages.NOT_RUNNING,
+        messages.UNAVAILABLE,
+    ],
+)
+def test_guest_messages_in_the_readme_match_the_code(template: str) -> None:
+    shown = template.format(ref="…", name="shared")
+    shown_example = template.format(ref="3f9a2c1b7d4e5f60", name="shared")
+    section = _section("### What the guest sees")
+    assert shown in section or shown_example in section
