@@ -70,3 +70,21 @@ def gatekeeper_bin() -> Path:
     """The isolated launcher under test (set GK_GATEKEEPER to test an installed one)."""
     gktest.require(gktest.GATEKEEPER.exists(), f"{gktest.GATEKEEPER} (run scripts/bootstrap)")
     return gktest.GATEKEEPER
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _policy_cache_left_as_found() -> Iterator[None]:
+    """Remove the policy-cache files this session's root-run gatekeepers wrote.
+
+    The gatekeeper refreshes /var/cache/ssh-gatekeeper when it runs as root, so
+    every temporary policy a test validates would otherwise leave an entry behind.
+    """
+    cache = Path("/var/cache/ssh-gatekeeper")
+    existed = cache.is_dir()
+    before = set(cache.iterdir()) if existed else set()
+    yield
+    if cache.is_dir():
+        for entry in set(cache.iterdir()) - before:
+            entry.unlink(missing_ok=True)
+        if not existed and not any(cache.iterdir()):
+            cache.rmdir()

@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -134,10 +135,18 @@ def journald(namespace: str) -> Iterator[Journal]:
         [binary, namespace], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     journal = Journal(namespace, process)
+    # A namespaced journald exits after 30 s without a stdout stream (it expects socket
+    # activation to restart it): hold one stream open so a quiet stretch of a test
+    # session does not turn every later audit write into exit 75.
+    keepalive = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         wait_until(lambda: Path(journal.socket).is_socket(), 10, "journald socket")
+        stdout_socket = str(Path(journal.socket).with_name("stdout"))
+        wait_until(lambda: Path(stdout_socket).is_socket(), 10, "journald stdout socket")
+        keepalive.connect(stdout_socket)
         yield journal
     finally:
+        keepalive.close()
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
