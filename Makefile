@@ -2,9 +2,10 @@
 # Both run scripts/bootstrap first, which installs what is missing.
 GK_PREFIX ?= /opt/ssh-gatekeeper-dev
 VENV := $(GK_PREFIX)/venv
+LINT := $(GK_PREFIX)/lint
 export GK_PREFIX
 
-.PHONY: bootstrap test lint demo schema
+.PHONY: bootstrap test lint demo schema bench deb test-installed
 
 bootstrap:
 	@scripts/bootstrap >/dev/null
@@ -13,13 +14,22 @@ test: bootstrap
 	$(VENV)/bin/pytest
 
 lint: bootstrap
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
-	cd $(CURDIR) && $(VENV)/bin/lint-imports
+	$(LINT)/bin/ruff check .
+	$(LINT)/bin/ruff format --check .
+	$(LINT)/bin/mypy
+	$(LINT)/bin/lint-imports
 
 demo: bootstrap
 	$(VENV)/bin/gatekeeperctl demo
 
 schema: bootstrap
 	$(VENV)/bin/gatekeeperctl schema > etc/gatekeeper.schema.json
+
+bench: bootstrap
+	bench/run $(BENCH_ARGS)
+
+deb:
+	packaging/build-deb dist/
+
+test-installed:
+	packaging/test-installed tests/e2e
