@@ -39,10 +39,16 @@ def probe(path: str, timeout: float = 1.0) -> SocketState:
     return "running"
 
 
-def viewers(tmux: str, path: str, timeout: float = 2.0) -> int | None:
-    """How many clients are attached, or ``None`` if the server will not say."""
+def _list_clients(
+    tmux: str, path: str, timeout: float
+) -> subprocess.CompletedProcess[bytes] | None:
+    """``tmux -N -S PATH list-clients`` as this uid, clean environment; ``None`` on failure.
+
+    ``list-clients`` is one of the few commands a read-only client may run, and
+    ``-N`` never starts a server at the path.
+    """
     try:
-        result = subprocess.run(
+        return subprocess.run(
             [tmux, "-N", "-S", path, "list-clients", "-F", "#{client_pid}"],
             capture_output=True,
             timeout=timeout,
@@ -52,7 +58,16 @@ def viewers(tmux: str, path: str, timeout: float = 2.0) -> int | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    if result.returncode != 0 or b"access not allowed" in result.stdout + result.stderr:
+
+
+def _refused(result: subprocess.CompletedProcess[bytes]) -> bool:
+    return b"access not allowed" in result.stdout + result.stderr
+
+
+def viewers(tmux: str, path: str, timeout: float = 2.0) -> int | None:
+    """How many clients are attached, or ``None`` if the server will not say."""
+    result = _list_clients(tmux, path, timeout)
+    if result is None or result.returncode != 0 or _refused(result):
         return None
     return len([line for line in result.stdout.splitlines() if line.strip()])
 
@@ -62,22 +77,13 @@ def access_allowed(tmux: str, path: str, timeout: float = 2.0) -> bool | None:
 
     Without a grant, tmux prints ``access not allowed`` and exits 0 - after
     the gatekeeper has exec'd it, the guest would see a bare line and a
-    success code. Asking first (a read-only ``list-clients``, ``-N``: never
-    start a server) lets the gatekeeper deny with a reason instead. ``None``
-    when tmux gave no clear answer (the attach itself will tell).
+    success code. Asking first lets the gatekeeper deny with a reason instead.
+    ``None`` when tmux gave no clear answer (the attach itself will tell).
     """
-    try:
-        result = subprocess.run(
-            [tmux, "-N", "-S", path, "list-clients", "-F", "#{client_pid}"],
-            capture_output=True,
-            timeout=timeout,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
+    result = _list_clients(tmux, path, timeout)
+    if result is None:
         return None
-    if b"access not allowed" in result.stdout + result.stderr:
+    if _refused(result):
         return False
     return True if result.returncode == 0 else None
 
