@@ -1,11 +1,11 @@
 """Man pages generated from the code: gatekeeper(8), gatekeeperctl(8), gatekeeper.toml(5).
 
 One source, so the pages cannot drift: gatekeeperctl(8) is rendered from the
-argparse parser that also prints ``--help`` (:func:`gatekeeper.ctl.cli.parser`),
+argparse parser that also prints ``--help`` (:func:`gatekeeper.cli.main.parser`),
 gatekeeper.toml(5) from the published JSON Schema of the policy
 (:func:`gatekeeper.policy.json_schema`, itself generated from the pydantic
 models and their attribute docstrings), and gatekeeper(8) from the guest's
-``help`` text (:data:`gatekeeper.messages.HELP`) and the exit-code constants.
+``help`` text (:data:`gatekeeper.login.messages.HELP`) and the exit-code constants.
 Only the prose that is not an interface (what the program is for, security
 notes) is written here.
 
@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from gatekeeper import __version__, decide, messages
-from gatekeeper.connect import POLICY_PATH
+from gatekeeper import __version__
+from gatekeeper.login import decide, messages
+from gatekeeper.login.entry import POLICY_PATH
 
 _SOURCE: Final = f"ssh-gatekeeper {__version__}"
 _INLINE_CODE: Final = re.compile(r"``(.+?)``")
@@ -134,8 +135,8 @@ def _usage(parser: argparse.ArgumentParser) -> str:
 
 
 def gatekeeperctl_page(date: str) -> str:
-    """gatekeeperctl(8), from :func:`gatekeeper.ctl.cli.parser`."""
-    from gatekeeper.ctl.cli import parser as build_parser  # noqa: PLC0415 - heavy, page-only
+    """gatekeeperctl(8), from :func:`gatekeeper.cli.main.parser`."""
+    from gatekeeper.cli.main import parser as build_parser  # noqa: PLC0415 - heavy, page-only
 
     top = build_parser()
     out = _header("gatekeeperctl", 8, date, "System Administration")
@@ -294,7 +295,7 @@ default = true
 
 def policy_page(date: str) -> str:
     """gatekeeper.toml(5), from :func:`gatekeeper.policy.json_schema`."""
-    from gatekeeper.policy import json_schema  # noqa: PLC0415 - pydantic is heavy
+    from gatekeeper.policy.loader import json_schema  # noqa: PLC0415 - pydantic is heavy
 
     schema = json_schema()
     defs: dict[str, Any] = schema.get("$defs", {})

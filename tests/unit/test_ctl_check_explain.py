@@ -12,11 +12,12 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import request as rq
-from gatekeeper.ctl import check, cli, explain
-from gatekeeper.decide import AttachSession, RunProgram, decide
-from gatekeeper.plan import plan
-from gatekeeper.policy import Problem, load
+from gatekeeper.cli import main as cli
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import AttachSession, RunProgram, decide
+from gatekeeper.login.plan import plan
+from gatekeeper.policy import check, explain
+from gatekeeper.policy.loader import Problem, load
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 K_BOB = "SHA256:" + "b" * 43

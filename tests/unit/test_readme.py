@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import audit, decide, messages
+from gatekeeper.login import audit, decide, messages
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

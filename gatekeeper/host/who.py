@@ -15,13 +15,13 @@ import pwd
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper import live
-from gatekeeper.ctl import hostlib
-from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
-from gatekeeper.ctl.hostlib import HostError, HostServer
-from gatekeeper.ctl.share import fail
-from gatekeeper.model import Policy
-from gatekeeper.textsafe import escape
+from gatekeeper.cli.common import add_policy_option, policy_path, print_json
+from gatekeeper.host import control as hostlib
+from gatekeeper.host.control import HostError, HostServer
+from gatekeeper.host.share import fail
+from gatekeeper.login import live
+from gatekeeper.login.textsafe import escape
+from gatekeeper.policy.model import Policy
 
 
 def _owned(policy: Policy) -> list[str]:
@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
             policy, _ = hostlib.load(path, args.session)
             names = [args.session]
         else:
-            from gatekeeper.policy import PolicyError, load  # noqa: PLC0415 - pydantic is heavy
+            from gatekeeper.policy.loader import PolicyError, load  # noqa: PLC0415 - pydantic is heavy
 
             try:
                 policy = load(path)

@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from gatekeeper import fsafety, live
-from gatekeeper.ctl import hostlib
-from gatekeeper.ctl.common import add_policy_option, policy_path
-from gatekeeper.ctl.hostlib import HostError, HostServer
-from gatekeeper.model import Mode, Policy, Session
+from gatekeeper.cli.common import add_policy_option, policy_path
+from gatekeeper.host import control as hostlib
+from gatekeeper.host.control import HostError, HostServer
+from gatekeeper.login import fsafety, live
+from gatekeeper.policy.model import Mode, Policy, Session
 
 
 @dataclass

@@ -14,11 +14,11 @@ import argparse
 import os
 from typing import Any
 
-from gatekeeper import live
-from gatekeeper.ctl import hostlib
-from gatekeeper.ctl.common import add_policy_option, policy_path
-from gatekeeper.ctl.hostlib import HostError, HostServer
-from gatekeeper.ctl.share import fail
+from gatekeeper.cli.common import add_policy_option, policy_path
+from gatekeeper.host import control as hostlib
+from gatekeeper.host.control import HostError, HostServer
+from gatekeeper.host.share import fail
+from gatekeeper.login import live
 
 
 def _run(args: argparse.Namespace) -> int:

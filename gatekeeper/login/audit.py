@@ -24,9 +24,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from gatekeeper import journald
-from gatekeeper.model import AuditConfig
-from gatekeeper.textsafe import escape, escape_bytes
+from gatekeeper.login import journald
+from gatekeeper.login.textsafe import escape, escape_bytes
+from gatekeeper.policy.model import AuditConfig
 
 MAX_TEXT: Final = 2048
 

@@ -4,7 +4,7 @@ This is the only module that interprets ``SSH_*`` variables (the shape of
 gitlab-shell's ``sshenv``). Identity comes from the kernel
 (``os.getuid()``) and the user database, never from ``$USER``/``$LOGNAME``
 (SECURITY.md §14). ``SSH_ORIGINAL_COMMAND`` is kept as raw bytes: it is
-parsed strictly by :mod:`gatekeeper.request`.
+parsed strictly by :mod:`gatekeeper.login.request`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pwd
 import stat
 from typing import TYPE_CHECKING, Final
 
-from gatekeeper.model import Connection
+from gatekeeper.policy.model import Connection
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

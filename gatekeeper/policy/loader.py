@@ -25,8 +25,9 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gatekeeper import fsafety, model
-from gatekeeper.model import NAME_PATTERN
+from gatekeeper.login import fsafety
+from gatekeeper.policy import model
+from gatekeeper.policy.model import NAME_PATTERN
 
 DEFAULT_PATH: Final = "/etc/gatekeeper.toml"
 

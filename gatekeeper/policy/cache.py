@@ -42,7 +42,9 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Final
 
-from gatekeeper import __version__, fsafety, model
+from gatekeeper import __version__
+from gatekeeper.login import fsafety
+from gatekeeper.policy import model
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,7 +53,7 @@ DEFAULT_DIR: Final = "/var/cache/ssh-gatekeeper"
 #: Bumped whenever the JSON layout below changes.
 FORMAT: Final = 1
 #: The modules whose code decides what a validated policy is; their source is hashed.
-_VALIDATOR_MODULES: Final = ("policy.py", "model.py", "policycache.py")
+_VALIDATOR_MODULES: Final = ("loader.py", "model.py", "cache.py")
 _MODES: Final = frozenset({model.READ_ONLY, model.READ_WRITE})
 _SINKS: Final = frozenset({"journald", "file"})
 _ON_FAILURE: Final = frozenset({"deny", "allow"})
@@ -256,7 +258,7 @@ def decode(
     With ``relevant_to``, ``grants`` holds only the grants that name that
     connection's account, one of its groups, or a person one of its keys
     belongs to - each with its original ``index`` (each grant is stored as its
-    own JSON text, so the others are not even parsed). :func:`gatekeeper.decide.decide`
+    own JSON text, so the others are not even parsed). :func:`gatekeeper.login.decide.decide`
     considers only grants that pass its identity test (``matching_grants``), so
     its decision is the same as with every grant (a property test holds it to
     that), and a 10,000-grant policy does not build 10,000 grants per login.

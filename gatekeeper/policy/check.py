@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from gatekeeper import policycache
-from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
-from gatekeeper.model import READ_WRITE, Policy
-from gatekeeper.policy import PolicyError, Problem, load, parse
+from gatekeeper.cli.common import add_policy_option, policy_path, print_json
+from gatekeeper.policy import cache as policycache
+from gatekeeper.policy.loader import PolicyError, Problem, load, parse
+from gatekeeper.policy.model import READ_WRITE, Policy
 
 #: argv[0] basenames that can start a shell unless restricted, and how to restrict them.
 _SHELL_CAPABLE: Final = {
@@ -163,7 +163,7 @@ def _session_warnings(policy: Policy) -> list[Problem]:
 def check(path: str, now: datetime | None = None, cache_dir: str | None = None) -> Report:
     """Check one policy file; with ``cache_dir``, refresh the validated-policy cache there.
 
-    The cache (:mod:`gatekeeper.policycache`) is written only for a policy that
+    The cache (:mod:`gatekeeper.policy.cache`) is written only for a policy that
     passed, and only by root; it is what keeps pydantic off the login path.
     """
     report = Report(file=path)

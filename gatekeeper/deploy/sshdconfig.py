@@ -28,9 +28,9 @@ import sys
 from typing import Any, Final
 
 from gatekeeper import __version__
-from gatekeeper.ctl.common import add_policy_option
-from gatekeeper.model import Policy
-from gatekeeper.policy import DEFAULT_PATH, PolicyError, load
+from gatekeeper.cli.common import add_policy_option
+from gatekeeper.policy.loader import DEFAULT_PATH, PolicyError, load
+from gatekeeper.policy.model import Policy
 
 DEFAULT_GATEKEEPER: Final = "/usr/bin/gatekeeper"
 

@@ -19,7 +19,7 @@ journal files and the demo directory. The state lives in ``DIR/state.json``
 so that a second invocation can find and remove a demo.
 
 Root is required: the gatekeeper believes only a root-owned policy
-(:func:`gatekeeper.fsafety.read_trusted`), and the demo does not weaken that.
+(:func:`gatekeeper.login.fsafety.read_trusted`), and the demo does not weaken that.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from gatekeeper.ctl import hostlib, sshdconfig
+from gatekeeper.deploy import sshdconfig
+from gatekeeper.host import control as hostlib
 
 DEFAULT_DIR: Final = "/run/gatekeeper-demo"
 SSHD: Final = "/usr/sbin/sshd"

@@ -1,7 +1,7 @@
 """``gatekeeperctl explain``: the decision, the grant and the argv, without running anything.
 
-Modelled on ``sshd -T -C user=...``: the same :func:`~gatekeeper.decide.decide`
-and :func:`~gatekeeper.plan.plan` as the connection path, on an identity the
+Modelled on ``sshd -T -C user=...``: the same :func:`~gatekeeper.login.decide.decide`
+and :func:`~gatekeeper.login.plan.plan` as the connection path, on an identity the
 admin describes, so what it prints is what the gatekeeper would do (minus
 the live checks: socket, terminal, program on disk).
 """
@@ -17,13 +17,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper import request as rq
-from gatekeeper.connect import request_text
-from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
-from gatekeeper.decide import AttachSession, Deny, Inform, RunProgram, decide
-from gatekeeper.model import Connection
-from gatekeeper.plan import plan
-from gatekeeper.policy import PolicyError, load
+from gatekeeper.cli.common import add_policy_option, policy_path, print_json
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import AttachSession, Deny, Inform, RunProgram, decide
+from gatekeeper.login.entry import request_text
+from gatekeeper.login.plan import plan
+from gatekeeper.policy.loader import PolicyError, load
+from gatekeeper.policy.model import Connection
 
 
 def connection_for(

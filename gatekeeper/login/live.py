@@ -13,11 +13,11 @@ import socket
 import subprocess
 from typing import TYPE_CHECKING, Any, Literal
 
-from gatekeeper.textsafe import escape
+from gatekeeper.login.textsafe import escape
 
 if TYPE_CHECKING:
-    from gatekeeper.decide import Entitlement, Identity
-    from gatekeeper.model import Connection, Policy
+    from gatekeeper.login.decide import Entitlement, Identity
+    from gatekeeper.policy.model import Connection, Policy
 
 SocketState = Literal["running", "stale", "missing", "inaccessible"]
 

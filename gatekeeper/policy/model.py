@@ -1,9 +1,9 @@
 """Plain, frozen values shared by every stage of a connection.
 
 These are the compiled form of the policy and the connection, used by the
-pure stages (:mod:`gatekeeper.decide`, :mod:`gatekeeper.plan`). They import
+pure stages (:mod:`gatekeeper.login.decide`, :mod:`gatekeeper.login.plan`). They import
 only the standard library so the decision core stays cheap to import and free
-of I/O; :mod:`gatekeeper.policy` validates the TOML with pydantic and compiles
+of I/O; :mod:`gatekeeper.policy.loader` validates the TOML with pydantic and compiles
 it into these values.
 """
 

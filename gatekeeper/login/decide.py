@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
-from gatekeeper import request as rq
-from gatekeeper.model import READ_ONLY, READ_WRITE, Connection, Grant, Mode, Policy
+from gatekeeper.login import request as rq
+from gatekeeper.policy.model import READ_ONLY, READ_WRITE, Connection, Grant, Mode, Policy
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -30,12 +30,12 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
-from gatekeeper import fsafety
-from gatekeeper.ctl.common import add_policy_option, print_json
-from gatekeeper.ctl.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
-from gatekeeper.model import READ_ONLY, Policy
-from gatekeeper.policy import DEFAULT_PATH, PolicyError, load
-from gatekeeper.textsafe import escape
+from gatekeeper.cli.common import add_policy_option, print_json
+from gatekeeper.deploy.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
+from gatekeeper.login import fsafety
+from gatekeeper.login.textsafe import escape
+from gatekeeper.policy.loader import DEFAULT_PATH, PolicyError, load
+from gatekeeper.policy.model import READ_ONLY, Policy
 
 Status = Literal["ok", "warn", "fail"]
 

@@ -17,16 +17,16 @@ from gatekeeper import __version__
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS: Final = (
-    "gatekeeper.ctl.check",
-    "gatekeeper.ctl.explain",
-    "gatekeeper.ctl.schema",
-    "gatekeeper.ctl.sshdconfig",
-    "gatekeeper.ctl.doctor",
-    "gatekeeper.ctl.share",
-    "gatekeeper.ctl.who",
-    "gatekeeper.ctl.kick",
-    "gatekeeper.ctl.auditlog",
-    "gatekeeper.ctl.demo",
+    "gatekeeper.policy.check",
+    "gatekeeper.policy.explain",
+    "gatekeeper.policy.schema",
+    "gatekeeper.deploy.sshdconfig",
+    "gatekeeper.deploy.doctor",
+    "gatekeeper.host.share",
+    "gatekeeper.host.who",
+    "gatekeeper.host.kick",
+    "gatekeeper.review.auditlog",
+    "gatekeeper.deploy.demo",
 )
 
 

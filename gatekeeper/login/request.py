@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from gatekeeper.model import NAME_PATTERN
+from gatekeeper.policy.model import NAME_PATTERN
 
 MAX_REQUEST_BYTES: Final = 1024
 

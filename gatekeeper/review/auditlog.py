@@ -4,10 +4,10 @@ Reads journald (the system journal, ``--namespace NS``, or the namespace of
 the policy's ``[audit] journal_socket``) through ``journalctl -o json``, or the
 file sink (``[audit] sink = "file"`` or ``--file PATH``), filters it, checks
 every record against journald's own ``_UID``/``_PID``/``_EXE``/``_CMDLINE``
-(:mod:`gatekeeper.auditread`) and prints a table, JSON lines, or one line per
+(:mod:`gatekeeper.review.auditread`) and prints a table, JSON lines, or one line per
 guest session (``--sessions``: connect + join + leave).
 
-Every table cell goes through :func:`gatekeeper.textsafe.escape`: a record is
+Every table cell goes through :func:`gatekeeper.login.textsafe.escape`: a record is
 attacker-controlled text until proven otherwise, and a forged one may carry
 raw ESC sequences meant for the admin's terminal (SECURITY.md §25). JSON is
 written with ``ensure_ascii=True``, which escapes control characters too.
@@ -24,11 +24,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from gatekeeper import auditread
-from gatekeeper.auditread import Entry, Filters, GuestSession
-from gatekeeper.ctl.common import add_policy_option
-from gatekeeper.model import AuditConfig
-from gatekeeper.textsafe import escape
+from gatekeeper.cli.common import add_policy_option
+from gatekeeper.login.textsafe import escape
+from gatekeeper.policy.model import AuditConfig
+from gatekeeper.review import auditread
+from gatekeeper.review.auditread import Entry, Filters, GuestSession
 
 EX_USAGE: Final = 64
 EX_NOINPUT: Final = 66
@@ -188,7 +188,7 @@ def _policy(args: argparse.Namespace) -> tuple[AuditConfig, dict[str, int], set[
     Without a policy: the defaults, no owners (host-side events unverified)
     and no targets (any exec target but the interpreter is accepted).
     """
-    from gatekeeper import policy as policy_module  # noqa: PLC0415 - pydantic is heavy
+    from gatekeeper.policy import loader as policy_module  # noqa: PLC0415 - pydantic is heavy
 
     path = args.policy or policy_module.DEFAULT_PATH
     try:

@@ -2,7 +2,7 @@
 
 Everything here runs as the session's owner (the host), never on the
 connection path: libtmux is allowed (the import-linter contract keeps it out
-of :mod:`gatekeeper.connect`). The facts it is built on are in SECURITY.md §3:
+of :mod:`gatekeeper.login.entry`). The facts it is built on are in SECURITY.md §3:
 
 * one tmux server per shared session, at the policy's socket, in a directory
   owned by the host or root that guests cannot write (a group member could
@@ -41,8 +41,8 @@ from typing import Any, Final
 
 import libtmux
 
-from gatekeeper import audit
-from gatekeeper.model import READ_ONLY, READ_WRITE, Grant, Mode, Policy, Session
+from gatekeeper.login import audit
+from gatekeeper.policy.model import READ_ONLY, READ_WRITE, Grant, Mode, Policy, Session
 
 #: Paths and names that may appear in a hook command: tmux expands the hook and
 #: ``/bin/sh`` runs it, so no quotes, spaces, ``#``, ``$`` or ``;`` - ever.
@@ -88,7 +88,7 @@ class HostError(Exception):
 
 def load(path: str, name: str) -> tuple[Policy, Session]:
     """Load the policy and find session ``name``; raise :class:`HostError`."""
-    from gatekeeper.policy import PolicyError, load  # noqa: PLC0415 - pydantic is heavy
+    from gatekeeper.policy.loader import PolicyError, load  # noqa: PLC0415 - pydantic is heavy
 
     try:
         policy = load(path)
@@ -533,7 +533,7 @@ def ctl_command() -> list[str]:
     argv0 = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     if os.path.basename(argv0) == "gatekeeperctl" and os.access(argv0, os.X_OK):
         return [argv0]
-    return [sys.executable, "-I", "-m", "gatekeeper.ctl.cli"]
+    return [sys.executable, "-I", "-m", "gatekeeper.cli.main"]
 
 
 @contextlib.contextmanager
@@ -554,7 +554,7 @@ def emit(policy: Policy, event: str, **fields: Any) -> str | None:
     """Write one host-side record (``share``/``join``/``leave``/``kick``/``revoke``).
 
     Returns ``None`` on success, else why it failed. Field names are those of
-    :data:`gatekeeper.audit.FIELDS`; ``message_id`` is fixed per event type.
+    :data:`gatekeeper.login.audit.FIELDS`; ``message_id`` is fixed per event type.
     """
     record: dict[str, Any] = {
         "event": event,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from gatekeeper.audit import message_id
+from gatekeeper.login.audit import message_id
 
 Trust = Literal["trusted", "forged", "unverified"]
 
@@ -299,7 +299,7 @@ _ESCAPE_SEQUENCE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 
 
 def unescape(text: str) -> str:
-    """Undo :func:`gatekeeper.textsafe.escape` (for display, where it is re-applied).
+    """Undo :func:`gatekeeper.login.textsafe.escape` (for display, where it is re-applied).
 
     ``escape(unescape(s)) == s`` for anything ``escape`` produced, so a stored
     ``\\x1b`` shows as ``\\x1b`` rather than ``\\\\x1b``; a forged raw ESC

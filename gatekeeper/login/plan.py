@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from gatekeeper.decide import AttachSession, RunProgram
-from gatekeeper.model import READ_ONLY, Connection, Policy
+from gatekeeper.login.decide import AttachSession, RunProgram
+from gatekeeper.policy.model import READ_ONLY, Connection, Policy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -4,7 +4,7 @@ The only module on the connection path that touches ``os.environ``, stdout,
 stderr, signals, exit codes and ``exec``. One connection, in order:
 
 1. ignore SIGINT/SIGQUIT/SIGTSTP until exec (corpus LOG-10);
-2. read the environment once into a :class:`~gatekeeper.model.Connection`;
+2. read the environment once into a :class:`~gatekeeper.policy.model.Connection`;
 3. parse the request; load the policy (fail closed, exit 78);
 4. decide (pure); plan the exact argv and environment (pure);
 5. check the live system: a terminal, the session socket, the program;
@@ -23,9 +23,10 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from gatekeeper import __version__, messages
-from gatekeeper import request as rq
-from gatekeeper.decide import (
+from gatekeeper import __version__
+from gatekeeper.login import messages
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import (
     EX_CONFIG,
     EX_DENIED,
     EX_SOFTWARE,
@@ -39,12 +40,12 @@ from gatekeeper.decide import (
     RunProgram,
     decide,
 )
-from gatekeeper.plan import ExecPlan, plan
+from gatekeeper.login.plan import ExecPlan, plan
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from gatekeeper.model import AuditConfig, Connection, Policy
+    from gatekeeper.policy.model import AuditConfig, Connection, Policy
 
 POLICY_PATH: Final = "/etc/gatekeeper.toml"
 _GUARDED_SIGNALS: Final = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
@@ -76,7 +77,7 @@ def request_text(request: rq.Request) -> str:
 
 def base_record(connection: Connection, request: rq.Request, connection_id: str) -> dict[str, Any]:
     """The fields every connect record has, before the decision is known."""
-    from gatekeeper.audit import command_fields  # noqa: PLC0415 - keep import order cheap
+    from gatekeeper.login.audit import command_fields  # noqa: PLC0415 - keep import order cheap
 
     record: dict[str, Any] = {
         "event": "connect",
@@ -105,7 +106,7 @@ def base_record(connection: Connection, request: rq.Request, connection_id: str)
         "pid": os.getpid(),
         "version": __version__,
     }
-    from gatekeeper.textsafe import escape  # noqa: PLC0415
+    from gatekeeper.login.textsafe import escape  # noqa: PLC0415
 
     if record["tty"] is not None:
         record["tty"] = escape(record["tty"])
@@ -157,7 +158,7 @@ def _live_check(
         return None
     import pwd  # noqa: PLC0415 - only needed for attach
 
-    from gatekeeper import fsafety, live  # noqa: PLC0415
+    from gatekeeper.login import fsafety, live  # noqa: PLC0415
 
     session = policy.sessions[decision.session]
     try:
@@ -179,7 +180,7 @@ def _live_check(
 
 
 def _inform(decision: Inform, policy: Policy, connection: Connection) -> str:
-    from gatekeeper import live  # noqa: PLC0415
+    from gatekeeper.login import live  # noqa: PLC0415
 
     if decision.what == "help":
         return messages.HELP
@@ -190,7 +191,7 @@ def _inform(decision: Inform, policy: Policy, connection: Connection) -> str:
 
 def _write_audit(config: AuditConfig, record: dict[str, Any]) -> bool:
     """Write the record; return False if it could not be written."""
-    from gatekeeper import audit  # noqa: PLC0415
+    from gatekeeper.login import audit  # noqa: PLC0415
 
     try:
         audit.emit(config, record)
@@ -202,7 +203,7 @@ def _write_audit(config: AuditConfig, record: dict[str, Any]) -> bool:
 
 def _fallback_audit(record: dict[str, Any]) -> bool:
     """Without a usable policy, write to the default journald socket."""
-    from gatekeeper.model import AuditConfig  # noqa: PLC0415
+    from gatekeeper.policy.model import AuditConfig  # noqa: PLC0415
 
     return _write_audit(AuditConfig(), record)
 
@@ -215,7 +216,7 @@ def run(
     now: datetime | None = None,
 ) -> ExecPlan | _Outcome:
     """Everything but the side effects of finishing: returns what to exec or print."""
-    from gatekeeper import sshenv  # noqa: PLC0415
+    from gatekeeper.login import sshenv  # noqa: PLC0415
 
     connection_id = os.urandom(8).hex()  # what secrets.token_hex does, without its imports
     connection = sshenv.read(environ, stdin_is_tty=stdin_is_tty)
@@ -231,7 +232,7 @@ def run(
         _fallback_audit(record)
         return _Outcome(EX_CONFIG, stderr=messages.line(messages.UNAVAILABLE, ref=connection_id))
 
-    from gatekeeper import policycache  # noqa: PLC0415
+    from gatekeeper.policy import cache as policycache  # noqa: PLC0415
 
     # A root-written cache of this exact policy's validated form keeps pydantic off
     # the path; any doubt about it is a miss and the policy is validated in full.
@@ -239,7 +240,7 @@ def run(
     # decide() looks at no others (policycache.decode).
     policy = policycache.lookup(policy_path, relevant_to=connection)
     if policy is None:
-        from gatekeeper import policy as policy_module  # noqa: PLC0415 - pydantic is heavy
+        from gatekeeper.policy import loader as policy_module  # noqa: PLC0415 - pydantic is heavy
 
         try:
             policy = policy_module.load(policy_path)
