@@ -25,23 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from gatekeeper import __version__
-from gatekeeper.login import decide, messages
-from gatekeeper.login.entry import POLICY_PATH
+from gatekeeper import __version__, exitcodes
+from gatekeeper.login import messages
+from gatekeeper.policy.model import DEFAULT_PATH as POLICY_PATH
 
 _SOURCE: Final = f"ssh-gatekeeper {__version__}"
 _INLINE_CODE: Final = re.compile(r"``(.+?)``")
 
-#: Exit codes of ``gatekeeper`` (SPEC §7): the values come from the code, the words from here.
-_EXIT_CODES: Final = (
-    (0, "list, whoami or help was answered; after exec, the status is the program's or tmux's"),
-    (decide.EX_DENIED, "the request was denied"),
-    (decide.EX_USAGE, "the request was not understood, or needs a terminal (ssh -t)"),
-    (decide.EX_UNAVAILABLE, "the session is not running or its socket is not reachable"),
-    (decide.EX_SOFTWARE, "internal error (fail closed)"),
-    (decide.EX_TEMPFAIL, "the audit record could not be written (fail closed)"),
-    (decide.EX_CONFIG, "the policy is missing, invalid or unsafe (fail closed)"),
-)
 
 #: Policy tables in the order gatekeeper.toml(5) documents them, and how each one is written.
 _TABLE_HEADERS: Final = {
@@ -157,7 +147,8 @@ def gatekeeperctl_page(date: str) -> str:
     out += [".SH EXIT STATUS"]
     out += _paragraphs(
         "0 on success; 1 when check finds errors or a command fails; 2 on a usage error "
-        "(argparse); 69 for a command that is not available on this system."
+        f"(argparse); {exitcodes.EX_UNAVAILABLE} for a command that is not available on this "
+        "system."
     )
     out += [".SH FILES", ".TP", f"\\fI{_option(POLICY_PATH)}\\fR", "The policy; see"]
     out += ["gatekeeper.toml(5)."]
@@ -209,7 +200,7 @@ def gatekeeper_page(date: str) -> str:
         "ASCII, at most 1024 bytes; names are matched exactly."
     )
     out += [".SH EXIT STATUS"]
-    for code, meaning in _EXIT_CODES:
+    for code, meaning in exitcodes.GATEKEEPER_CODES:
         out += _tagged(str(code), meaning)
     out += [".SH ENVIRONMENT"]
     out += _paragraphs(

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from gatekeeper.policy.loader import DEFAULT_PATH
+from gatekeeper.policy.model import DEFAULT_PATH
 
 
 def add_policy_option(parser: argparse.ArgumentParser) -> None:

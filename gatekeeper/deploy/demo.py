@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gatekeeper.deploy import sshdconfig
+from gatekeeper.exitcodes import EX_NOPERM
 from gatekeeper.host import control as hostlib
 
 DEFAULT_DIR: Final = "/run/gatekeeper-demo"
@@ -51,7 +52,6 @@ SSHD: Final = "/usr/sbin/sshd"
 JOURNALD: Final = "/lib/systemd/systemd-journald"
 TMUX: Final = "/usr/bin/tmux"
 ALIAS: Final = "gk-demo"
-EX_NOPERM: Final = 77
 _CLEAN_ENV: Final = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
 
 #: The host's pane: a live clock, so a guest sees the session move.

@@ -34,8 +34,8 @@ from gatekeeper.cli.common import add_policy_option, print_json
 from gatekeeper.deploy.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
 from gatekeeper.login import fsafety
 from gatekeeper.login.textsafe import escape
-from gatekeeper.policy.loader import DEFAULT_PATH, PolicyError, load
-from gatekeeper.policy.model import READ_ONLY, Policy
+from gatekeeper.policy.loader import PolicyError, load
+from gatekeeper.policy.model import DEFAULT_PATH, READ_ONLY, Policy
 
 Status = Literal["ok", "warn", "fail"]
 

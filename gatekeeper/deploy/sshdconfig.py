@@ -29,8 +29,8 @@ from typing import Any, Final
 
 from gatekeeper import __version__
 from gatekeeper.cli.common import add_policy_option
-from gatekeeper.policy.loader import DEFAULT_PATH, PolicyError, load
-from gatekeeper.policy.model import Policy
+from gatekeeper.policy.loader import PolicyError, load
+from gatekeeper.policy.model import DEFAULT_PATH, Policy
 
 DEFAULT_GATEKEEPER: Final = "/usr/bin/gatekeeper"
 

@@ -41,6 +41,7 @@ from typing import Any, Final
 
 import libtmux
 
+from gatekeeper.exitcodes import EX_UNAVAILABLE
 from gatekeeper.login import audit
 from gatekeeper.policy.model import READ_ONLY, READ_WRITE, Grant, Mode, Policy, Session
 
@@ -856,7 +857,7 @@ def watch(policy: Policy, name: str, gid: int, tick: float = 0.5) -> int:
     server = HostServer(policy.tmux_binary, session.socket)
     server_pid = server.pid()
     if server_pid is None:
-        return 69
+        return EX_UNAVAILABLE
     state = Watch(policy, name, os.getuid(), gid, server, server_pid)
     state.pending = boundaries(policy, name, datetime.now(UTC))
     while _alive(server_pid):

@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from gatekeeper.cli.common import add_policy_option, policy_path
+from gatekeeper.exitcodes import EX_UNAVAILABLE
 from gatekeeper.host import control as hostlib
 from gatekeeper.host.control import HostError, HostServer
 from gatekeeper.host.share import fail
@@ -30,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
             return fail("kick", HostError(f"{args.user} owns the server and cannot be kicked"))
         if live.probe(session.socket) != "running":
             print(f"gatekeeperctl kick: session {session.name!r} is not running")
-            return 69
+            return EX_UNAVAILABLE
         server = HostServer(policy.tmux_binary, session.socket)
         victims = hostlib.revoke(policy, session.name, server, args.user, "kicked")
         kicked = hostlib.kicked(server) | {args.user}

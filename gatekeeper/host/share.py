@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from gatekeeper.cli.common import add_policy_option, policy_path
+from gatekeeper.exitcodes import EX_USAGE
 from gatekeeper.host import control as hostlib
 from gatekeeper.host.control import HostError, HostServer
 from gatekeeper.login import fsafety, live
@@ -338,7 +339,7 @@ def _attach(policy: Policy, session: Session) -> NoReturn:
 def _run_hook(args: argparse.Namespace) -> int:
     """``_hook join|leave``: run by tmux as the host; silent, never raises."""
     if not hostlib.CLIENT_NAME.match(args.client):
-        return 64
+        return EX_USAGE
     try:
         policy, _session = hostlib.load(policy_path(args), args.session)
     except HostError:

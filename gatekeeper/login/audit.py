@@ -69,6 +69,48 @@ FIELDS: Final[tuple[tuple[str, str], ...]] = (
 )
 FIELD_NAMES: Final = frozenset(name for name, _ in FIELDS)
 
+#: (reason, meaning) - every value of the ``reason`` field; closed: a new reason is
+#: added here and in the README's table (tests hold the code, the stages' Literal
+#: types and the README to it).
+REASONS: Final[tuple[tuple[str, str], ...]] = (
+    ("granted", "allowed: the plan was exec'd"),
+    ("inform_list", "allowed: `list` was answered"),
+    ("inform_whoami", "allowed: `whoami` was answered"),
+    ("inform_help", "allowed: `help` was answered"),
+    ("unknown_command", "denied: not a gatekeeper request (scp, sftp, a shell command, ...)"),
+    ("malformed_request", "denied: a request word with bad arguments or characters"),
+    ("no_matching_grant", "denied: no grant matches the identity, address, time and target"),
+    ("no_default", "denied: a login without a command, and no default grant"),
+    ("needs_tty", "denied: `attach`/`run` without a terminal (`ssh -t`)"),
+    ("internal_error", "error: a bug; denied (exit 70)"),
+    ("bad_invocation", "error: `gatekeeper` was started with arguments other than `--policy`"),
+    ("policy_missing", "error: the policy file does not exist"),
+    ("policy_unreadable", "error: the policy file cannot be read"),
+    ("policy_unsafe", "error: the policy file or a directory above it is writable by non-root"),
+    ("policy_invalid", "error: the policy does not validate (`gatekeeperctl check` says why)"),
+    ("program_missing", "denied: the program (or tmux) is not executable on this host"),
+    ("owner_unknown", "denied: the session's owner account does not exist"),
+    ("socket_missing", "denied: the session socket does not exist"),
+    ("socket_inaccessible", "denied: the guest cannot reach the session socket"),
+    ("socket_not_a_socket", "denied: the session path is not a socket"),
+    ("socket_owner_mismatch", "denied: the socket is not owned by the session's owner"),
+    ("socket_dir_unsafe", "denied: the socket's directory is not the owner's or root's"),
+    (
+        "socket_path_unsafe",
+        "denied: the socket path passes a symlink or a directory others control",
+    ),
+    ("session_stale", "denied: the socket exists but no tmux server listens"),
+    ("session_missing", "denied: the socket vanished before the server could be reached"),
+    ("session_inaccessible", "denied: the server refused the guest's connection"),
+    (
+        "session_not_shared",
+        "denied: the host has not granted server-access (`gatekeeperctl share`)",
+    ),
+    ("expired", "`revoke`: the guest's grant ended while attached"),
+    ("not_granted", "`revoke`: `share` found the policy no longer grants the guest"),
+)
+REASON_NAMES: Final = frozenset(name for name, _ in REASONS)
+
 #: Record fields mirrored as journald native fields, for ``journalctl GATEKEEPER_USER=pair``.
 JOURNAL_FIELDS: Final = (
     "event",

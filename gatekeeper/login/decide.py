@@ -12,18 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
+from gatekeeper.exitcodes import EX_DENIED, EX_SOFTWARE, EX_USAGE
 from gatekeeper.login import request as rq
 from gatekeeper.policy.model import READ_ONLY, READ_WRITE, Connection, Grant, Mode, Policy
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-EX_DENIED: Final = 1
-EX_USAGE: Final = 64
-EX_UNAVAILABLE: Final = 69
-EX_SOFTWARE: Final = 70
-EX_TEMPFAIL: Final = 75
-EX_CONFIG: Final = 78
 
 DenyReason = Literal[
     "unknown_command",

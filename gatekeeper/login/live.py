@@ -13,6 +13,7 @@ import socket
 import subprocess
 from typing import TYPE_CHECKING, Any, Literal
 
+from gatekeeper.login import messages
 from gatekeeper.login.textsafe import escape
 
 if TYPE_CHECKING:
@@ -117,20 +118,21 @@ def render_list(entitlements: tuple[Entitlement, ...], policy: Policy, *, as_jso
     if as_json:
         return json.dumps(data, ensure_ascii=True, sort_keys=True) + "\n"
     if not data["sessions"] and not data["programs"]:
-        return "Nothing is shared with you right now.\n"
+        return messages.LIST_EMPTY + "\n"
     lines: list[str] = []
     if data["sessions"]:
-        lines.append("Sessions (ssh -t ... attach NAME, or watch NAME):")
+        lines.append(messages.LIST_SESSIONS)
         for s in data["sessions"]:
-            state = "running" if s["running"] else "not running"
+            state = messages.LIST_RUNNING if s["running"] else messages.LIST_NOT_RUNNING
             if s["viewers"] is not None:
-                state += f", {s['viewers']} attached"
-            flag = "  (default)" if s["default"] else ""
+                state += messages.LIST_ATTACHED.format(count=s["viewers"])
+            flag = messages.LIST_DEFAULT if s["default"] else ""
             lines.append(f"  {s['name']:<20} {s['mode']:<11} {state}{flag}")
     if data["programs"]:
-        lines.append("Programs (ssh -t ... run NAME):")
+        lines.append(messages.LIST_PROGRAMS)
         lines.extend(
-            f"  {p['name']:<20}{'  (default)' if p['default'] else ''}" for p in data["programs"]
+            f"  {p['name']:<20}{messages.LIST_DEFAULT if p['default'] else ''}"
+            for p in data["programs"]
         )
     return "\n".join(lines) + "\n"
 

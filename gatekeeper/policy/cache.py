@@ -330,6 +330,26 @@ def lookup(
     caller's full load reports it with its usual error. ``relevant_to``: see
     :func:`decode` (the connection path passes its connection).
     """
+    try:
+        raw = fsafety.read_trusted(policy_path)
+    except Exception:  # noqa: BLE001 - any doubt is a miss: the caller validates in full
+        return None
+    sha256 = hashlib.sha256(raw).hexdigest()
+    return lookup_bytes(policy_path, sha256, cache_dir, relevant_to=relevant_to)
+
+
+def lookup_bytes(
+    policy_path: str,
+    sha256: str,
+    cache_dir: str = DEFAULT_DIR,
+    *,
+    relevant_to: model.Connection | None = None,
+) -> model.Policy | None:
+    """Like :func:`lookup`, for a policy file the caller has read (through ``read_trusted``).
+
+    ``sha256`` is the hex SHA-256 of the bytes read: the login path reads and
+    hashes the policy once, and validates those same bytes on a miss.
+    """
     fingerprint = code_fingerprint()
     if fingerprint is None:
         return None
@@ -338,9 +358,7 @@ def lookup(
         directory = os.stat(cache_dir)
         if directory.st_uid != 0 or directory.st_mode & 0o022:
             return None
-        raw = fsafety.read_trusted(policy_path)
         data = fsafety.read_trusted(cache_file(policy_path, cache_dir))
-        sha256 = hashlib.sha256(raw).hexdigest()
         return decode(data, policy_path, sha256, fingerprint, relevant_to)
     except Exception:  # noqa: BLE001 - any doubt is a miss: the caller validates in full
         return None

@@ -1,9 +1,12 @@
 """``gatekeeperctl explain``: the decision, the grant and the argv, without running anything.
 
-Modelled on ``sshd -T -C user=...``: the same :func:`~gatekeeper.login.decide.decide`
-and :func:`~gatekeeper.login.plan.plan` as the connection path, on an identity the
-admin describes, so what it prints is what the gatekeeper would do (minus
-the live checks: socket, terminal, program on disk).
+Modelled on ``sshd -T -C user=...``: the same :func:`~gatekeeper.login.decide.decide`,
+:func:`~gatekeeper.login.plan.plan` and record builder
+(:func:`~gatekeeper.login.record.build`) as the login path, on an identity the
+admin describes, so what it prints is what the audit record would say. Without
+``--live`` the live checks (program on disk, socket, server) are skipped; with
+it, the login path's own pre-flight (:mod:`gatekeeper.login.preflight`) runs,
+for the guest's uid and groups - but it connects to the socket as the caller.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.cli.common import add_policy_option, policy_path, print_json
+from gatekeeper.exitcodes import EX_CONFIG, EX_NOUSER, EX_OK
+from gatekeeper.login import preflight, record
 from gatekeeper.login import request as rq
-from gatekeeper.login.decide import AttachSession, Deny, Inform, RunProgram, decide
-from gatekeeper.login.entry import request_text
+from gatekeeper.login.decide import AttachSession, Inform, RunProgram, decide
 from gatekeeper.login.plan import plan
 from gatekeeper.policy.loader import PolicyError, load
 from gatekeeper.policy.model import Connection
@@ -52,6 +56,10 @@ def connection_for(
     )
 
 
+#: Record fields shown when they have a value, in the record's words.
+_RECORD_KEYS = ("detail", "exit_code", "grant", "session", "program", "mode", "argv")
+
+
 def explain(
     policy_file: str,
     user: str,
@@ -61,48 +69,56 @@ def explain(
     at: datetime | None = None,
     *,
     tty: bool = True,
+    live: bool = False,
 ) -> dict[str, Any]:
-    """The explanation as data (also the ``--json`` output)."""
+    """The explanation as data (also the ``--json`` output).
+
+    ``live``: also run the login path's pre-flight against the running system.
+    """
     policy = load(policy_file)
     connection = connection_for(user, key, address, command, tty=tty)
     request = rq.parse(connection.original_command)
     moment = at or datetime.now(UTC)
     decision = decide(connection, request, policy, moment)
+    exe = refused = None
+    if isinstance(decision, AttachSession | RunProgram):
+        exe = plan(decision, policy, connection)
+        if live:
+            gids = os.getgrouplist(connection.user, connection.gid)
+            refused = preflight.check(decision, policy, connection, exe, gids)
+    stages = record.Stages(
+        "explain", connection.uid, connection, request, policy.sha256, decision, exe, refused
+    )
+    would = record.build(stages, pid=0)
     out: dict[str, Any] = {
         "user": connection.user,
         "groups": sorted(connection.groups),
-        "person": decision.identity.person,
-        "key_fingerprint": decision.identity.key_fingerprint,
+        "person": would["person"],
+        "key_fingerprint": would["key_fingerprint"],
         "client_addr": address,
         "at": moment.isoformat(),
-        "request": request_text(request),
-        "policy_sha256": policy.sha256,
+        "request": would["request"],
+        "policy_sha256": would["policy_sha256"],
+        "decision": would["decision"],
+        "reason": would["reason"],
     }
-    if isinstance(decision, Deny):
-        out.update(decision="deny", reason=decision.reason, detail=decision.detail)
-        out["exit_code"] = decision.exit_code
-    elif isinstance(decision, Inform):
-        out.update(decision="allow", reason=f"inform_{decision.what}", exit_code=0)
+    out.update({k: would[k] for k in _RECORD_KEYS if would[k] not in (None, "")})
+    if isinstance(decision, Inform):
         out["entitlements"] = [
             {"kind": e.kind, "name": e.name, "mode": e.mode, "default": e.default}
             for e in decision.entitlements
         ]
-    else:
-        exe = plan(decision, policy, connection)
-        out.update(decision="allow", reason="granted", grant=decision.grant.label)
-        out["argv"] = list(exe.argv)
+    if exe is not None:
         out["env"] = dict(exe.env)
-        if isinstance(decision, AttachSession):
-            out.update(session=decision.session, mode=decision.mode)
-        elif isinstance(decision, RunProgram):
-            out["program"] = decision.program
+    if live:
+        out["live"] = "refused" if refused is not None else "passed"
     return out
 
 
 def _print(data: dict[str, Any]) -> None:
     order = [
         "decision", "reason", "detail", "exit_code", "request", "user", "groups", "person",
-        "key_fingerprint", "client_addr", "at", "grant", "session", "program", "mode",
+        "key_fingerprint", "client_addr", "at", "grant", "session", "program", "mode", "live",
     ]  # fmt: skip
     for key in order:
         if key in data and data[key] not in (None, ""):
@@ -127,18 +143,19 @@ def _run(args: argparse.Namespace) -> int:
             args.command,
             args.at,
             tty=not args.no_tty,
+            live=args.live,
         )
     except PolicyError as error:
         print(error.render(), file=sys.stderr)
-        return 78
+        return EX_CONFIG
     except KeyError:
         print(f"gatekeeperctl: no such user: {args.user}", file=sys.stderr)
-        return 67
+        return EX_NOUSER
     if args.json:
         print_json(data)
     else:
         _print(data)
-    return 0
+    return EX_OK
 
 
 def _timestamp(text: str) -> datetime:
@@ -162,5 +179,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--at", type=_timestamp, metavar="TIME", help="ISO 8601 time")
     parser.add_argument("--no-tty", action="store_true", help="as if connected without -t")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="also run the login's live checks: program, session socket and server",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=_run)

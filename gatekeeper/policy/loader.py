@@ -27,9 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gatekeeper.login import fsafety
 from gatekeeper.policy import model
-from gatekeeper.policy.model import NAME_PATTERN
-
-DEFAULT_PATH: Final = "/etc/gatekeeper.toml"
+from gatekeeper.policy.model import DEFAULT_PATH, NAME_PATTERN
 
 _NAME = re.compile(NAME_PATTERN)
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
@@ -342,9 +340,14 @@ def _compile(data: PolicyModel, sha256: str, path: str) -> model.Policy:
     )
 
 
-def parse(raw: bytes, file: str = "<policy>") -> tuple[PolicyModel, model.Policy]:
-    """Validate policy bytes (no file-safety checks); raise :class:`PolicyError`."""
-    sha256 = hashlib.sha256(raw).hexdigest()
+def parse(
+    raw: bytes, file: str = "<policy>", sha256: str | None = None
+) -> tuple[PolicyModel, model.Policy]:
+    """Validate policy bytes (no file-safety checks); raise :class:`PolicyError`.
+
+    ``sha256``: the bytes' hex SHA-256 when the caller has it already.
+    """
+    sha256 = sha256 or hashlib.sha256(raw).hexdigest()
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:

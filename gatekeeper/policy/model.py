@@ -10,7 +10,7 @@ it into these values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
     # Annotations only: ipaddress stays off the login path unless a grant has `from`.
@@ -27,6 +27,8 @@ READ_WRITE: Mode = "read-write"
 #: Names a guest may type and tmux may see: sessions, programs, targets.
 #: No ``: . / $ @ % ~ = ; *`` (tmux target syntax, SECURITY.md §18).
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: The policy file read by ``gatekeeper`` and every ``gatekeeperctl`` command (SPEC §3).
+DEFAULT_PATH: Final = "/etc/gatekeeper.toml"
 
 
 @dataclass(frozen=True, slots=True)

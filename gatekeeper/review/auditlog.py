@@ -25,15 +25,12 @@ from datetime import datetime
 from typing import Any, Final
 
 from gatekeeper.cli.common import add_policy_option
+from gatekeeper.exitcodes import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE
 from gatekeeper.login.textsafe import escape
-from gatekeeper.policy.model import AuditConfig
+from gatekeeper.policy.model import DEFAULT_PATH, AuditConfig
 from gatekeeper.review import auditread
 from gatekeeper.review.auditread import Entry, Filters, GuestSession
 
-EX_USAGE: Final = 64
-EX_NOINPUT: Final = 66
-EX_UNAVAILABLE: Final = 69
-EX_CONFIG: Final = 78
 DECISIONS: Final = ("allow", "deny", "error")
 _FLAG: Final = {"trusted": "ok", "forged": "FORGED", "unverified": "UNVERIFIED"}
 
@@ -190,7 +187,7 @@ def _policy(args: argparse.Namespace) -> tuple[AuditConfig, dict[str, int], set[
     """
     from gatekeeper.policy import loader as policy_module  # noqa: PLC0415 - pydantic is heavy
 
-    path = args.policy or policy_module.DEFAULT_PATH
+    path = args.policy or DEFAULT_PATH
     try:
         loaded = policy_module.load(path)
     except policy_module.PolicyError as error:

@@ -13,7 +13,7 @@ import gkunit
 import pytest
 
 from gatekeeper.login import audit
-from gatekeeper.login import entry as connect
+from gatekeeper.login import record as stage_record
 from gatekeeper.login import request as rq
 from gatekeeper.policy.model import AuditConfig
 
@@ -42,7 +42,8 @@ def emitted(record: Mapping[str, Any], config: AuditConfig | None = None) -> dic
 
 def connect_record(command: bytes | None, **conn: Any) -> dict[str, Any]:
     connection = gkunit.connection(original_command=command, **conn)
-    return connect.base_record(connection, rq.parse(command), "0123456789abcdef")
+    stages = stage_record.Stages("0123456789abcdef", connection.uid, connection, rq.parse(command))
+    return stage_record.build(stages, pid=os.getpid())
 
 
 def test_connect_record_fields_are_the_documented_ones() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.login import audit, decide, messages
+from gatekeeper import exitcodes
+from gatekeeper.login import audit, messages
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
@@ -28,12 +29,12 @@ def test_every_audit_field_is_in_the_readme_table() -> None:
 @pytest.mark.parametrize(
     ("code", "constant"),
     [
-        (1, decide.EX_DENIED),
-        (64, decide.EX_USAGE),
-        (69, decide.EX_UNAVAILABLE),
-        (70, decide.EX_SOFTWARE),
-        (75, decide.EX_TEMPFAIL),
-        (78, decide.EX_CONFIG),
+        (1, exitcodes.EX_DENIED),
+        (64, exitcodes.EX_USAGE),
+        (69, exitcodes.EX_UNAVAILABLE),
+        (70, exitcodes.EX_SOFTWARE),
+        (75, exitcodes.EX_TEMPFAIL),
+        (78, exitcodes.EX_CONFIG),
     ],
 )
 def test_exit_codes_in_the_readme_match_the_code(code: int, constant: int) -> None:
