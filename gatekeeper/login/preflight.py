@@ -17,8 +17,6 @@ from gatekeeper.exitcodes import EX_CONFIG, EX_DENIED, EX_UNAVAILABLE
 from gatekeeper.login.decide import AttachSession, RunProgram
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
-
     from gatekeeper.login.plan import ExecPlan
     from gatekeeper.policy.model import Connection, Policy
 
@@ -52,32 +50,21 @@ class Refused:
 
 
 def check(
-    decision: AttachSession | RunProgram,
-    policy: Policy,
-    connection: Connection,
-    exe: ExecPlan,
-    gids: Collection[int] | None = None,
+    decision: AttachSession | RunProgram, policy: Policy, connection: Connection, exe: ExecPlan
 ) -> Refused | None:
-    """``None`` when the plan can be exec'd now, else why not.
-
-    ``gids``: the guest's groups for the socket checks; by default this
-    process's (the login path runs as the guest). ``explain --live`` passes
-    the guest's, but connects to the socket as its caller.
-    """
+    """``None`` when the plan can be exec'd now, else why not (run as the guest)."""
     if not os.access(exe.path, os.X_OK):
         return Refused("program_missing", f"{exe.path} is not executable", EX_UNAVAILABLE)
     match decision:
         case RunProgram():
             return None
         case AttachSession():
-            return _session(policy, decision.session, connection, gids)
+            return _session(policy, decision.session, connection)
         case _:  # pragma: no cover - the union is closed
             assert_never(decision)
 
 
-def _session(
-    policy: Policy, name: str, connection: Connection, gids: Collection[int] | None
-) -> Refused | None:
+def _session(policy: Policy, name: str, connection: Connection) -> Refused | None:
     import pwd  # noqa: PLC0415 - only an attach needs these
 
     from gatekeeper.login import fsafety, live  # noqa: PLC0415
@@ -87,8 +74,7 @@ def _session(
         owner_uid = pwd.getpwnam(session.owner).pw_uid
     except KeyError:
         return Refused("owner_unknown", f"session owner {session.owner} does not exist", EX_CONFIG)
-    groups = os.getgroups() if gids is None else gids
-    problem = fsafety.check_socket(session.socket, owner_uid, connection.uid, groups)
+    problem = fsafety.check_socket(session.socket, owner_uid, connection.uid, os.getgroups())
     if problem is not None:
         reason, detail = problem
         code = EX_UNAVAILABLE if reason in _UNAVAILABLE_SOCKET else EX_DENIED

@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import argparse
 import grp
+import json
 import os
 import pwd
 import shlex
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gatekeeper.cli.common import add_policy_option, policy_path, print_json
-from gatekeeper.exitcodes import EX_CONFIG, EX_NOUSER, EX_OK
+from gatekeeper.exitcodes import EX_CONFIG, EX_NOUSER, EX_OK, EX_SOFTWARE
 from gatekeeper.login import preflight, record
 from gatekeeper.login import request as rq
 from gatekeeper.login.decide import AttachSession, Inform, RunProgram, decide
 from gatekeeper.login.plan import plan
 from gatekeeper.policy.loader import PolicyError, load
 from gatekeeper.policy.model import Connection
+
+if TYPE_CHECKING:
+    from gatekeeper.login.plan import ExecPlan
+    from gatekeeper.policy.model import Policy
 
 
 def connection_for(
@@ -84,8 +89,7 @@ def explain(
     if isinstance(decision, AttachSession | RunProgram):
         exe = plan(decision, policy, connection)
         if live:
-            gids = os.getgrouplist(connection.user, connection.gid)
-            refused = preflight.check(decision, policy, connection, exe, gids)
+            refused = _preflight_as_guest(decision, policy, connection, exe)
     stages = record.Stages(
         "explain", connection.uid, connection, request, policy.sha256, decision, exe, refused
     )
@@ -113,6 +117,47 @@ def explain(
     if live:
         out["live"] = "refused" if refused is not None else "passed"
     return out
+
+
+def _preflight_as_guest(
+    decision: AttachSession | RunProgram, policy: Policy, connection: Connection, exe: ExecPlan
+) -> preflight.Refused | None:
+    """The login's pre-flight, run as the guest: in a child with the guest's uid and groups.
+
+    The checks depend on who asks (which directories the guest may search,
+    whether tmux's ``server-access`` lets that uid in): root would pass them all.
+    """
+    if os.geteuid() != 0 or connection.uid == 0:
+        return preflight.check(decision, policy, connection, exe)
+    gids = os.getgrouplist(connection.user, connection.gid)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to the guest for good, answer on the pipe, exit
+        status = EX_SOFTWARE
+        try:
+            os.close(read_end)
+            os.setgroups(gids)
+            os.setgid(connection.gid)
+            os.setuid(connection.uid)
+            refused = preflight.check(decision, policy, connection, exe)
+            answer = (
+                None if refused is None else [refused.reason, refused.detail, refused.exit_code]
+            )
+            os.write(write_end, json.dumps(answer).encode())
+            status = EX_OK
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, wait_status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(wait_status) != EX_OK or not data:
+        raise RuntimeError("the pre-flight as the guest did not finish")
+    answer = json.loads(data)
+    if answer is None:
+        return None
+    reason, detail, code = answer
+    return preflight.Refused(cast("preflight.Reason", reason), str(detail), int(code))
 
 
 def _print(data: dict[str, Any]) -> None:
