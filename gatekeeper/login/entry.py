@@ -61,7 +61,7 @@ def run(
     now: datetime | None = None,
 ) -> ExecPlan | _Outcome:
     """One login, stage by stage: the plan to exec, or what to print and the exit code."""
-    from gatekeeper.login import load, preflight, sshenv  # noqa: PLC0415 - after the signal guard
+    from gatekeeper.login import load, sshenv  # noqa: PLC0415 - after the signal guard
 
     connection_id = os.urandom(8).hex()  # what secrets.token_hex does, without its imports
     connection = sshenv.read(environ, stdin_is_tty=stdin_is_tty)
@@ -79,6 +79,8 @@ def run(
     decision = decide(connection, request, policy, now or datetime.now(UTC))
     exe = refused = None
     if isinstance(decision, AttachSession | RunProgram):
+        from gatekeeper.login import preflight  # noqa: PLC0415 - only what may exec needs it
+
         exe = plan(decision, policy, connection)
         refused = preflight.check(decision, policy, connection, exe)
     stages = replace(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final, Literal, assert_never
 
 from gatekeeper.exitcodes import EX_CONFIG, EX_DENIED, EX_UNAVAILABLE
 from gatekeeper.login.decide import AttachSession, RunProgram
+from gatekeeper.login.fsafety import SocketProblem
 
 if TYPE_CHECKING:
     from gatekeeper.login.plan import ExecPlan
@@ -24,12 +25,7 @@ if TYPE_CHECKING:
 Reason = Literal[
     "program_missing",
     "owner_unknown",
-    "socket_missing",
-    "socket_inaccessible",
-    "socket_not_a_socket",
-    "socket_owner_mismatch",
-    "socket_dir_unsafe",
-    "socket_path_unsafe",
+    SocketProblem,
     "session_stale",
     "session_missing",
     "session_inaccessible",
