@@ -227,7 +227,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--live",
         action="store_true",
-        help="also run the login's live checks: program, session socket and server",
+        help="also run the login's live checks as the guest: program, socket, server",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=_run)
