@@ -30,26 +30,30 @@ import json
 import os
 import platform
 import pty
-import pwd
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gatekeeper.testing import accounts
+from gatekeeper.testing import sshd as harness_sshd
+from gatekeeper.testing.accounts import Account as Guest
+from gatekeeper.testing.journal import Journal, journald
+from gatekeeper.testing.poll import wait_until as wait_for
+from gatekeeper.testing.procs import stop
+
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = "/usr/bin/python3"
-JOURNALD = "/lib/systemd/systemd-journald"
-SSHD = "/usr/sbin/sshd"
+SSHD = harness_sshd.SSHD
 CACHE_DIR = "/var/cache/ssh-gatekeeper"
 AUTHPROGS = "authprogs==0.7.5"
 
@@ -88,118 +92,19 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 # --------------------------------------------------------------------------- set-up pieces
 
 
-@dataclass(frozen=True)
-class Guest:
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-    @property
-    def groups(self) -> list[int]:
-        return os.getgrouplist(self.name, self.gid)
-
-
 def create_guest(work: Path, stack: contextlib.ExitStack) -> Guest:
+    """The throwaway guest (root-owned home in the work directory), removed at the end."""
     name = f"gkbench-{secrets.token_hex(3)}"
-    home = work / "home"
-    home.mkdir(mode=0o755)
-    run(
-        [
-            "useradd",
-            "--no-create-home",
-            "--home-dir",
-            str(home),
-            "--shell",
-            "/bin/sh",
-            "--user-group",
-            name,
-        ]
-    )
-    stack.callback(delete_guest, name)
-    run(["usermod", "-p", "*", name])  # key login possible, no password
-    entry = pwd.getpwnam(name)
+    stack.callback(accounts.delete_group, name)  # useradd --user-group made it
+    stack.callback(accounts.delete_account, name)
+    guest = accounts.create_account(name, home=work / "home", replace=False)
     log(f"guest account {name}")
-    return Guest(name, entry.pw_uid, entry.pw_gid, str(home))
-
-
-def delete_guest(name: str) -> None:
-    with contextlib.suppress(KeyError):
-        pwd.getpwnam(name)
-        # Every process the account ran was a child of the bench or of its sshd,
-        # both already waited for: userdel finds none left.
-        subprocess.run(["userdel", name], check=False, capture_output=True)
-        subprocess.run(["groupdel", name], check=False, capture_output=True)
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    interval = 0.01
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)  # polling interval, not synchronisation
-        interval = min(interval * 2, 0.2)
-
-
-@dataclass
-class Journal:
-    namespace: str
-
-    @property
-    def socket(self) -> str:
-        return f"/run/systemd/journal.{self.namespace}/socket"
-
-    def entries(self, identifier: str) -> list[dict[str, Any]]:
-        out = subprocess.run(
-            [
-                "journalctl",
-                f"--namespace={self.namespace}",
-                "-o",
-                "json",
-                "--no-pager",
-                f"SYSLOG_IDENTIFIER={identifier}",
-            ],
-            capture_output=True,
-            check=False,
-            text=True,
-        ).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+    return guest
 
 
 def start_journald(stack: contextlib.ExitStack) -> Journal:
-    namespace = f"gkbench{os.getpid()}"
-    process = subprocess.Popen(
-        [JOURNALD, namespace], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    journal = Journal(namespace)
-    stack.callback(remove_namespace, namespace)
-    stack.callback(stop, process)
-    wait_for(lambda: Path(journal.socket).is_socket(), 10, "the journald socket")
-    return journal
-
-
-def remove_namespace(namespace: str) -> None:
-    machine_id = Path("/etc/machine-id").read_text().strip()
-    for path in (
-        f"/var/log/journal/{machine_id}.{namespace}",
-        f"/run/log/journal/{machine_id}.{namespace}",
-        f"/run/systemd/journal.{namespace}",
-    ):
-        shutil.rmtree(path, ignore_errors=True)
+    """A private journald namespace for the whole run, removed at the end."""
+    return stack.enter_context(journald(f"gkbench{os.getpid()}"))
 
 
 def build_venv(work: Path, uv: str) -> Path:
@@ -367,19 +272,6 @@ class Sshd:
         ]
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def start_sshd(
     work: Path, guest: Guest, forced: dict[str, str], stack: contextlib.ExitStack
 ) -> Sshd:
@@ -388,19 +280,16 @@ def start_sshd(
     stack.callback(shutil.rmtree, site, ignore_errors=True)
     site.chmod(0o755)
     log(f"sshd directory {site}")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(site / "host_key")])
-    key = work / "client_key"
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    host_key = harness_sshd.keygen(site / "host_key")
+    key = harness_sshd.keygen(work / "client_key")
     keys = site / "keys"
     keys.mkdir(mode=0o755)
     (keys / guest.name).write_text(Path(f"{key}.pub").read_text())
     (keys / guest.name).chmod(0o644)
-    ports = dict(zip(forced, free_ports(len(forced)), strict=True))
-    lines = [f"Port {port}" for port in ports.values()]
-    lines += [
+    ports = dict(zip(forced, harness_sshd.free_ports(len(forced)), strict=True))
+    lines = [
         "ListenAddress 127.0.0.1",
-        f"HostKey {site / 'host_key'}",
+        f"HostKey {host_key}",
         f"PidFile {site / 'sshd.pid'}",
         "UsePAM no",
         "PubkeyAuthentication yes",
@@ -415,13 +304,12 @@ def start_sshd(
         "PermitUserEnvironment no",
         "UseDNS no",
         "PrintMotd no",
-        "LogLevel ERROR",
+        # INFO: the harness reads "Server listening" from the log (a file, never a pipe
+        # nobody drains); the variants all log alike, so the ratios are unaffected.
+        "LogLevel INFO",
     ]
-    supported = subprocess.run(
-        [SSHD, "-T", "-f", "/dev/null"], check=False, capture_output=True, text=True
-    )
-    if "persourcepenalties" in supported.stdout:
-        lines.append("PerSourcePenalties no")  # OpenSSH >= 9.8: 200 logins from one address
+    # OpenSSH >= 9.8 would penalise 200 logins from one address.
+    lines.append(harness_sshd.version_globals(host_key).rstrip())
     for name, port in ports.items():
         lines += [
             f"Match LocalPort {port}",
@@ -434,30 +322,14 @@ def start_sshd(
         ]
     config = site / "sshd_config"
     config.write_text("\n".join(lines) + "\n")
-    run([SSHD, "-t", "-f", str(config)])
-    process = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    stack.callback(stop, process)
-
-    def listening() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"sshd exited: {process.stderr.read().decode() if process.stderr else ''}"
-            )
-        for port in ports.values():
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) != 0:
-                    return False
-        return True
-
-    wait_for(listening, 10, "sshd to listen")
+    listener = harness_sshd.start(config, site / "sshd.log", ports=list(ports.values()))
+    stack.callback(stop, listener.process)
     host_public = Path(f"{site / 'host_key'}.pub").read_text().strip()
     known_hosts = work / "known_hosts"
     known_hosts.write_text(
         "".join(f"[127.0.0.1]:{port} {host_public}\n" for port in ports.values())
     )
-    return Sshd(ports, key, known_hosts, process)
+    return Sshd(ports, key, known_hosts, listener.process)
 
 
 # --------------------------------------------------------------------------- the parts
@@ -650,7 +522,7 @@ def part_policy_size(
 
 
 def part_concurrency(report: Report, ctx: Context, sshd: Sshd, logins: int) -> None:
-    before = len(ctx.journal.entries("gkbench-conc"))
+    before = len(ctx.journal.records(identifier="gkbench-conc"))
     argv = sshd.client(ctx.guest, "concurrent", "run true")
     started: dict[int, float] = {}
     processes = []
@@ -674,13 +546,13 @@ def part_concurrency(report: Report, ctx: Context, sshd: Sshd, logins: int) -> N
     total = max(latencies)
 
     def settled() -> list[dict[str, Any]] | None:
-        entries = ctx.journal.entries("gkbench-conc")[before:]
+        entries = ctx.journal.records(identifier="gkbench-conc")[before:]
         return entries if len(entries) >= logins - failures else None
 
     try:
         entries = wait_for(settled, 30, f"{logins} journal records")
     except RuntimeError:
-        entries = ctx.journal.entries("gkbench-conc")[before:]
+        entries = ctx.journal.records(identifier="gkbench-conc")[before:]
     records = [json.loads(entry["MESSAGE"]) for entry in entries]
     ids = {record["connection_id"] for record in records}
     allowed = sum(record["decision"] == "allow" for record in records)

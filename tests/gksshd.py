@@ -1,5 +1,8 @@
 """A real sshd on 127.0.0.1 for the end-to-end tier (and the ssh client that talks to it).
 
+Built on :mod:`gatekeeper.testing.sshd` (shared with ``gatekeeperctl demo`` and
+``bench/run``); this module keeps the names the tests use.
+
 Everything is real: OpenSSH's ``sshd`` run as root in the foreground (``-D -e``)
 on a free loopback port, host keys made with ``ssh-keygen``, a root-owned
 ``AuthorizedKeysFile`` per account, and the ``ssh``/``sftp``/``scp`` clients.
@@ -20,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,52 +30,30 @@ from pathlib import Path
 
 import gktest
 
-SSHD = "/usr/sbin/sshd"
+from gatekeeper.testing import procs
+from gatekeeper.testing import sshd as harness
+from gatekeeper.testing.sshd import DEBIAN_GLOBALS, SSHD, fingerprint, free_port
 
-#: Debian's own globals that matter here; the Match block must beat them.
-DEBIAN_GLOBALS = """\
-KbdInteractiveAuthentication no
-X11Forwarding yes
-PrintMotd no
-AcceptEnv LANG LC_*
-Subsystem sftp /usr/lib/openssh/sftp-server
-"""
+__all__ = [
+    "DEBIAN_GLOBALS",
+    "SSHD",
+    "Key",
+    "Site",
+    "Sshd",
+    "Terminal",
+    "client_env",
+    "fingerprint",
+    "free_port",
+    "site",
+    "sshd_config",
+    "terminal",
+    "version_specific_globals",
+]
 
 
 def version_specific_globals(root: Path) -> str:
-    """Lines only newer sshds know, probed with ``sshd -t`` rather than a version number.
-
-    OpenSSH >= 9.8 (Debian 13) penalises a client address whose connections fail
-    authentication or misbehave; every test connects from 127.0.0.1, so the
-    harness turns that off where the keyword exists.
-    """
-    lines = ""
-    probe = root / "version-probe.conf"
-    for line in ("PerSourcePenalties no",):
-        host_key = root / "ssh_host_ed25519_key"
-        probe.write_text(f"HostKey {host_key}\n{line}\n")
-        result = subprocess.run([SSHD, "-t", "-f", str(probe)], capture_output=True, check=False)
-        if result.returncode == 0:
-            lines += line + "\n"
-    probe.unlink()
-    return lines
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (sshd start-up retries on a race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def fingerprint(public_key: Path) -> str:
-    out = subprocess.run(
-        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(public_key)],
-        capture_output=True,
-        check=True,
-        text=True,
-    ).stdout
-    return out.split()[1]
+    """Lines only newer sshds know (see :func:`gatekeeper.testing.sshd.version_globals`)."""
+    return harness.version_globals(root / "ssh_host_ed25519_key")
 
 
 @dataclass(frozen=True)
@@ -134,16 +114,7 @@ class Sshd:
 
     def children(self) -> list[int]:
         """Pids of sshd's per-connection processes (direct children of the listener)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                ppid = int(stat.rpartition(")")[2].split()[1])
-                if ppid == self.process.pid:
-                    found.append(int(entry.name))
-        return found
+        return procs.children(self.process.pid)
 
     def stop(self) -> None:
         pids = self.children()
@@ -210,11 +181,7 @@ class Site:
     def key(self, name: str) -> Key:
         path = self.root / "keys" / name
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
-            check=True,
-            capture_output=True,
-        )
+        harness.keygen(path, name)
         return Key(path, fingerprint(Path(f"{path}.pub")))
 
     def authorize(self, user: str, *keys: Key, options: str = "") -> None:
@@ -229,17 +196,13 @@ class Site:
         gktest.write_root_file(confd / "10-gatekeeper.conf", dropin)
         config = gktest.write_root_file(
             self.root / f"{name}.conf",
-            f"Include {confd}/*.conf\n"
-            f"HostKey {self.host_key}\n"
-            "ListenAddress 127.0.0.1\n"
-            "PidFile none\n"
-            f"AuthorizedKeysFile {self.root}/authorized_keys/%u\n"
-            "StrictModes yes\n"
-            "UsePAM no\n"
-            "PasswordAuthentication no\n"
-            "PermitRootLogin no\n"
-            "PermitUserEnvironment no\n"
-            "LogLevel VERBOSE\n" + self.extra_globals + globals_,
+            harness.loopback_config(
+                include=confd,
+                host_key=self.host_key,
+                authorized_keys=self.root / "authorized_keys",
+                globals_=globals_,
+                extra=self.extra_globals,
+            ),
         )
         check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, check=False)
         assert check.returncode == 0, check.stderr.decode(errors="replace")
@@ -249,28 +212,11 @@ class Site:
         """Start ``sshd -D`` with ``dropin`` as its only ``sshd_config.d`` file."""
         config = self.write_config(name, dropin, globals_)
         log = self.root / f"{name}.log"
-        for _attempt in range(5):
-            port = free_port()
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                )
-            listening = f"Server listening on 127.0.0.1 port {port}"
-            gktest.wait_until(
-                lambda p=process, text=listening: (
-                    p.poll() is not None or text in log.read_text(errors="replace")
-                ),
-                10,
-                "sshd to listen",
-            )
-            if process.poll() is None:
-                sshd = Sshd(self, name, port, config, log, process)
-                self.sshds.append(sshd)
-                return sshd
-        raise AssertionError(f"sshd did not start: {log.read_text(errors='replace')}")
+        log.write_bytes(b"")
+        listener = harness.start(config, log)
+        sshd = Sshd(self, name, listener.port, config, log, listener.process)
+        self.sshds.append(sshd)
+        return sshd
 
     def effective(self, sshd: Sshd, user: str) -> dict[str, list[str]]:
         """``sshd -T -C`` for ``user``: keyword -> values."""
@@ -299,19 +245,12 @@ def site() -> Iterator[Site]:
     """A fresh site; every sshd started in it is stopped and the directory removed."""
     gktest.require_root()
     gktest.require_tool(SSHD, "ssh", "ssh-keygen")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privsep directory
     root = Path(f"/run/gk-e2e-{secrets.token_hex(4)}")
     root.mkdir(mode=0o755)
     try:
-        host_key = root / "ssh_host_ed25519_key"
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
-            check=True,
-            capture_output=True,
-        )
+        host_key = harness.keygen(root / "ssh_host_ed25519_key")
         (root / "authorized_keys").mkdir(mode=0o755)
-        public = Path(f"{host_key}.pub").read_text().split()
-        gktest.write_root_file(root / "known_hosts", f"gk-e2e {public[0]} {public[1]}\n")
+        gktest.write_root_file(root / "known_hosts", harness.known_hosts_line("gk-e2e", host_key))
         made = Site(root, host_key, version_specific_globals(root))
         try:
             yield made

@@ -1,9 +1,13 @@
-"""Helpers for the unit and property tiers: the attack corpus, policies, connections.
+"""Helpers for the unit, property and adversarial tiers: corpus, policies, connections.
 
 Nothing here touches tmux, sshd or journald. Policies for :func:`connect.run`
 are real files: root-owned, mode 0644, in a fresh 0755 directory under /tmp
 (``/tmp`` itself is sticky and root-owned, which the file-safety check accepts),
 with the audit record going to a ``sink = "file"`` in the same directory.
+
+The one in-process connection harness is :func:`connect_once`: ``connect.run``
+is the whole connection path except the final ``execve`` / write / exit, so
+"exactly one record" is a line count of that file.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gatekeeper.login import entry as connect
+from gatekeeper.login.plan import ExecPlan
 from gatekeeper.policy import model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +32,15 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "attack-corpus.jsonl"
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+#: SPEC §5: the fields every connect record holds at least (an oracle written
+#: from the spec, deliberately not derived from ``audit.FIELDS``).
+SPEC_FIELDS = frozenset({
+    "event", "decision", "reason", "user", "uid", "person", "key_fingerprint", "client_addr",
+    "client_port", "server_addr", "server_port", "tty", "original_command", "request", "grant",
+    "session", "program", "mode", "argv", "policy_sha256", "connection_id", "pid", "version",
+    "timestamp",
+})  # fmt: skip
 
 
 def corpus() -> dict[str, dict[str, Any]]:
@@ -46,9 +61,9 @@ def corpus_command(entry: dict[str, Any]) -> bytes | None:
         return bytes.fromhex(vector["original_command_bytes_hex"])
     if "original_command_repeat" in vector:
         repeat = vector["original_command_repeat"]
-        return (repeat["unit"] * repeat["count"]).encode()
+        return str(repeat["unit"] * repeat["count"]).encode()
     command = vector.get("original_command")
-    return None if command is None else command.encode("utf-8")
+    return None if command is None else str(command).encode("utf-8")
 
 
 def connection(**overrides: Any) -> model.Connection:
@@ -113,7 +128,7 @@ def policy_dir() -> Iterator[PolicyDir]:
         # connect.run as root refreshes the validated-policy cache for the policy
         # it loaded: leave no entry behind for a path that no longer exists.
         with contextlib.suppress(ImportError, OSError):
-            from gatekeeper.policy.cache import cache_file  # noqa: PLC0415
+            from gatekeeper.policy.cache import cache_file  # noqa: PLC0415 - clean-up only
 
             os.unlink(cache_file(str(directory.policy)))
 
@@ -169,3 +184,119 @@ def decode_datagram(data: bytes) -> list[tuple[str, bytes]]:
             raise ValueError(f"binary field {line!r} is not terminated by a newline")
         pos = start + size + 1
     return fields
+
+
+#: A policy for the account running the tests (root): one session, two programs.
+#: Every string here is a "policy string": an allowed argv may contain nothing else.
+POLICY_BODY = """
+[sessions.shared]
+socket = "/run/gk-adv-no-such-dir/sock"
+owner = "root"
+target = "shared"
+
+[programs.editor]
+argv = ["/usr/bin/vim.basic", "-Z", "-R", "-u", "DEFAULTS", "--", "/my_project"]
+
+[programs.pager]
+argv = ["/usr/bin/less", "--", "/my_project/README"]
+
+[[grant]]
+users = ["{user}"]
+session = "shared"
+mode = "read-only"
+default = true
+
+[[grant]]
+users = ["{user}"]
+program = "editor"
+
+[[grant]]
+users = ["{user}"]
+program = "pager"
+"""
+
+
+def policy_strings(body: str) -> set[str]:
+    """Every string literal of a policy body (what an argv element may be built from)."""
+    import tomllib  # noqa: PLC0415 - helper-local
+
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.add(value)
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                found.add(key)
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(tomllib.loads(body))
+    return found
+
+
+@dataclass
+class Result:
+    """What one connection did: the outcome, and every audit line it wrote."""
+
+    outcome: ExecPlan | connect._Outcome
+    lines: list[str]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+    @property
+    def record(self) -> dict[str, Any]:
+        (only,) = self.records
+        return only
+
+    @property
+    def exec_plan(self) -> ExecPlan | None:
+        return self.outcome if isinstance(self.outcome, ExecPlan) else None
+
+    @property
+    def refusal(self) -> connect._Outcome:
+        """The message-and-exit outcome; fails the test if the connection would exec."""
+        assert not isinstance(self.outcome, ExecPlan), f"expected no exec, got {self.outcome}"
+        return self.outcome
+
+
+def write_policy(pdir: PolicyDir, body: str = POLICY_BODY) -> str:
+    return str(pdir.write(body.format(user=as_root_user())))
+
+
+def connect_once(
+    pdir: PolicyDir, command: bytes | None, *, tty: bool = True, **extra: bytes
+) -> Result:
+    """One connection through ``connect.run``; returns its outcome and its new audit lines."""
+    return run_connection(pdir, command, tty=tty, extra=extra)
+
+
+def run_connection(
+    pdir: PolicyDir,
+    command: bytes | None,
+    *,
+    tty: bool = True,
+    argv: list[str] | None = None,
+    extra: Mapping[str, bytes] | None = None,
+) -> Result:
+    """:func:`connect_once` with a command line of its own (``argv``, default ``--policy``).
+
+    ``tty=False`` drops ``SSH_TTY`` and says stdin is no terminal; ``extra``
+    adds or replaces variables of the environment sshd would pass.
+    """
+    before = pdir.audit_file.read_text().splitlines() if pdir.audit_file.exists() else []
+    env = environ(command, **(extra or {}))
+    if not tty:
+        env.pop(b"SSH_TTY", None)
+    args = ["--policy", str(pdir.policy)] if argv is None else argv
+    outcome = connect.run(args, env, stdin_is_tty=tty, now=NOW)
+    after = pdir.audit_file.read_text().splitlines() if pdir.audit_file.exists() else []
+    return Result(outcome, after[len(before) :])
+
+
+def printable_ascii(text: str) -> bool:
+    return all(0x20 <= ord(ch) <= 0x7E for ch in text)

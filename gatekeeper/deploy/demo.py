@@ -31,10 +31,8 @@ import json
 import os
 import pwd
 import secrets
-import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,10 +44,14 @@ from typing import Any, Final
 from gatekeeper.deploy import sshdconfig
 from gatekeeper.exitcodes import EX_NOPERM
 from gatekeeper.host import control as hostlib
+from gatekeeper.testing import accounts, procs
+from gatekeeper.testing import journal as journald
+from gatekeeper.testing import sshd as harness_sshd
+from gatekeeper.testing.poll import WaitTimeoutError, wait_until
 
 DEFAULT_DIR: Final = "/run/gatekeeper-demo"
-SSHD: Final = "/usr/sbin/sshd"
-JOURNALD: Final = "/lib/systemd/systemd-journald"
+SSHD: Final = harness_sshd.SSHD
+JOURNALD: Final = journald.JOURNALD
 TMUX: Final = "/usr/bin/tmux"
 ALIAS: Final = "gk-demo"
 _CLEAN_ENV: Final = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
@@ -69,11 +71,10 @@ class DemoError(Exception):
 
 def wait_for(probe: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``probe`` until true; raise :class:`DemoError` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling interval, not synchronisation
+    try:
+        wait_until(probe, timeout, what)
+    except WaitTimeoutError as error:
+        raise DemoError(str(error)) from None
 
 
 @dataclass
@@ -110,90 +111,13 @@ class State:
         return cls(**json.loads((Path(directory) / "state.json").read_text()))
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def _proc_alive(pid: int) -> bool:
-    """Running (a zombie counts as gone: nothing may reap it in a container)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _cmdline(pid: int) -> str:
-    """The command line, NULs as spaces (sshd rewrites its own into one string)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
-    except OSError:
-        return ""
-
-
-def _ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _uid(pid: int) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    return None
-
-
-def _pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-
-
-def _terminate(pids: list[int]) -> None:
-    """SIGTERM, wait up to 5 s, then SIGKILL - each pid individually."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while any(_proc_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling interval
-    for pid in pids:
-        if _proc_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 # --------------------------------------------------------------------------- set-up
 
 
-def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    result = subprocess.run(
-        argv, capture_output=True, env=_CLEAN_ENV, timeout=60, check=False, **kwargs
-    )
-    if result.returncode != 0:
-        raise DemoError(f"{shlex.join(argv)}: {result.stderr.decode(errors='replace').strip()}")
-    return result
-
-
 def _as(user: str, argv: list[str]) -> subprocess.CompletedProcess[bytes]:
-    entry = pwd.getpwnam(user)
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        env={**_CLEAN_ENV, "HOME": entry.pw_dir, "TERM": "xterm-256color"},
-        user=entry.pw_uid,
-        group=entry.pw_gid,
-        extra_groups=os.getgrouplist(user, entry.pw_gid),
-        cwd="/",
-        timeout=60,
-        check=True,
-    )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    account = accounts.lookup(user)
+    env = {**_CLEAN_ENV, "HOME": account.home, "TERM": "xterm-256color"}
+    return accounts.run_as(account, argv, env, cwd="/", timeout=60, check=True)
 
 
 def _default_gatekeeper() -> str:
@@ -201,10 +125,7 @@ def _default_gatekeeper() -> str:
     return str(beside) if beside.exists() else sshdconfig.DEFAULT_GATEKEEPER
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> Path:
-    path.write_text(text)
-    path.chmod(mode)
-    return path
+_write = accounts.write_root_file
 
 
 def _accounts(state: State, root: Path) -> tuple[str, str]:
@@ -214,42 +135,33 @@ def _accounts(state: State, root: Path) -> tuple[str, str]:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(name)
             raise DemoError(f"account {name} already exists")
-    _run(["groupadd", group])
-    state.group = group
-    state.save()
-    (root / "home").mkdir(mode=0o755)
-    for name, extra in ((host, []), (guest, ["--groups", group])):
-        home = root / "home" / name
-        home.mkdir(mode=0o755)  # root-owned: the guest can plant nothing (SECURITY.md §1.4)
-        state.users.append(name)
+    try:
+        accounts.create_group(group, replace=False)
+        state.group = group
         state.save()
-        _run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
-              "--user-group", *extra, name])  # fmt: skip
-        _run(["usermod", "-p", "*", name])  # no password, but not locked: key login works
+        (root / "home").mkdir(mode=0o755)
+        for name, groups in ((host, ()), (guest, (group,))):
+            state.users.append(name)
+            state.save()
+            # Root-owned home: the guest can plant nothing (SECURITY.md §1.4).
+            accounts.create_account(name, groups, home=root / "home" / name, replace=False)
+    except accounts.AccountExistsError as error:
+        raise DemoError(str(error)) from None
     return host, guest
 
 
 def _journald(state: State) -> str:
     state.namespace = f"gkdemo{state.tag}"
-    process = subprocess.Popen(
-        [JOURNALD, state.namespace],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=_CLEAN_ENV,
-    )
+    state.save()
+    try:
+        process = journald.spawn(state.namespace, new_session=True, env=_CLEAN_ENV)
+    except WaitTimeoutError as error:
+        raise DemoError(str(error)) from None
     state.journald_pid = process.pid
     state.save()
-    sock = f"/run/systemd/journal.{state.namespace}/socket"
-    stdout = f"/run/systemd/journal.{state.namespace}/stdout"
-    wait_for(lambda: os.path.exists(sock) and os.path.exists(stdout), 15, "journald")
-    # A namespaced journald exits after 30 s with no stdout stream connected (it
-    # expects socket activation to start it again); every login would then be
-    # denied with exit 75. A sleeping process holds one stream open until stop.
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stream:
-        stream.connect(stdout)
-        stream.sendall(b"gatekeeper-demo\n\n6\n0\n0\n0\n0\n")
+    # The demo outlives this process (--background): a sleeping process holds the
+    # stream that keeps the namespace's journald alive (see gatekeeper.testing.journal).
+    with journald.open_stream(state.namespace) as stream:
         keepalive = subprocess.Popen(
             ["sleep", "infinity"],
             stdin=subprocess.DEVNULL,
@@ -260,7 +172,7 @@ def _journald(state: State) -> str:
         )
     state.keepalive_pid = keepalive.pid
     state.save()
-    return sock
+    return journald.socket_path(state.namespace)
 
 
 def _tmux(state: State, root: Path, host: str) -> str:
@@ -287,8 +199,7 @@ def _share(state: State, host: str, policy: Path) -> None:
 
 
 def _sshd(state: State, root: Path, policy: Path, gatekeeper: str) -> None:
-    host_key = root / "ssh_host_ed25519_key"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
+    host_key = harness_sshd.keygen(root / "ssh_host_ed25519_key")
     text = sshdconfig.render(
         [f"gkdemo-guest-{state.tag}"],
         [],
@@ -298,62 +209,29 @@ def _sshd(state: State, root: Path, policy: Path, gatekeeper: str) -> None:
     confd = root / "sshd_config.d"
     confd.mkdir(mode=0o755)
     _write(confd / "10-gatekeeper.conf", text)
-    config = _write(
-        root / "sshd_config",
-        f"# gatekeeperctl demo: a private sshd on loopback\n"
-        f"Include {confd}/*.conf\n"
-        f"HostKey {host_key}\n"
-        "ListenAddress 127.0.0.1\n"
-        "PidFile none\n"
-        f"AuthorizedKeysFile {root}/authorized_keys/%u\n"
-        "UsePAM no\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "PermitRootLogin no\n"
-        "PermitUserEnvironment no\n"
-        "LogLevel VERBOSE\n"
-        "X11Forwarding yes\n"
-        "AcceptEnv LANG LC_*\n"
-        "PrintMotd no\n"
-        "Subsystem sftp /usr/lib/openssh/sftp-server\n",
+    body = harness_sshd.loopback_config(
+        include=confd, host_key=host_key, authorized_keys=root / "authorized_keys"
     )
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-    _run([SSHD, "-t", "-f", str(config)])
-    log = root / "sshd.log"
-    for _attempt in range(5):
-        port = _free_port()
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                env=_CLEAN_ENV,
-            )
-        state.sshd_pid, state.port = process.pid, port
-        state.save()
-        listening = f"Server listening on 127.0.0.1 port {port}"
-
-        def up(process: subprocess.Popen[bytes] = process, text: str = listening) -> bool:
-            return process.poll() is not None or text in log.read_text(errors="replace")
-
-        wait_for(up, 15, "sshd")
-        if process.poll() is None:
-            return
-    raise DemoError(f"sshd did not start, see {log}")
+    config = _write(
+        root / "sshd_config", "# gatekeeperctl demo: a private sshd on loopback\n" + body
+    )
+    try:
+        listener = harness_sshd.start(config, root / "sshd.log", new_session=True, env=_CLEAN_ENV)
+    except (harness_sshd.SshdError, WaitTimeoutError) as error:
+        raise DemoError(f"{error} (see {root / 'sshd.log'})") from None
+    state.sshd_pid, state.port = listener.process.pid, listener.port
+    state.save()
 
 
 def _client_files(state: State, root: Path, guest: str) -> None:
     key = root / "guest_key"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"demo guest {guest}",
-          "-f", str(key)])  # fmt: skip
+    harness_sshd.keygen(key, f"demo guest {guest}")
     keys = root / "authorized_keys"
     keys.mkdir(mode=0o755)
     # Root-owned AuthorizedKeysFile: the guest cannot add keys (corpus ENV-16).
     _write(keys / guest, Path(f"{key}.pub").read_text())
-    host_pub = (root / "ssh_host_ed25519_key.pub").read_text().split()
-    _write(root / "known_hosts", f"{ALIAS} {host_pub[0]} {host_pub[1]}\n")
+    host_key = root / "ssh_host_ed25519_key"
+    _write(root / "known_hosts", harness_sshd.known_hosts_line(ALIAS, host_key))
     _write(
         root / "ssh_config",
         f"Host {ALIAS}\n"
@@ -447,15 +325,16 @@ def stop(state: State) -> list[str]:
             uids.add(pwd.getpwnam(name).pw_uid)
     victims: list[int] = []
     config = str(Path(state.dir) / "sshd_config")
-    if state.sshd_pid and config in _cmdline(state.sshd_pid):
+    if state.sshd_pid and config in procs.cmdline(state.sshd_pid):
         victims.append(state.sshd_pid)
-        victims += [p for p in _pids() if _ppid(p) == state.sshd_pid]
-    victims += [p for p in _pids() if _uid(p) in uids]  # the throwaway accounts' processes
-    if state.journald_pid and state.namespace and state.namespace in _cmdline(state.journald_pid):
+        victims += procs.children(state.sshd_pid)
+    victims += [p for p in procs.pids() if procs.uid(p) in uids]  # the accounts' processes
+    namespace = state.namespace
+    if state.journald_pid and namespace and namespace in procs.cmdline(state.journald_pid):
         victims.append(state.journald_pid)
-    if state.keepalive_pid and _cmdline(state.keepalive_pid).startswith("sleep infinity"):
+    if state.keepalive_pid and procs.cmdline(state.keepalive_pid).startswith("sleep infinity"):
         victims.append(state.keepalive_pid)
-    _terminate(sorted(set(victims)))
+    procs.terminate(sorted(set(victims)))
     for name in state.users:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(name)
@@ -467,15 +346,7 @@ def stop(state: State) -> list[str]:
             if not _succeeds(["groupdel", state.group]):
                 problems.append(f"groupdel {state.group} failed")
     if state.namespace:
-        machine = Path("/etc/machine-id")
-        machine_id = machine.read_text().strip() if machine.exists() else ""
-        for path in (
-            f"/var/log/journal/{machine_id}.{state.namespace}",
-            f"/run/log/journal/{machine_id}.{state.namespace}",
-            f"/run/systemd/journal.{state.namespace}",
-        ):
-            if machine_id or path.startswith("/run/systemd"):
-                shutil.rmtree(path, ignore_errors=True)
+        journald.remove_files(state.namespace)
     shutil.rmtree(state.dir, ignore_errors=True)
     return problems
 
@@ -532,7 +403,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def _wait(state: State, run_for: float | None) -> int:
     deadline = None if run_for is None else time.monotonic() + run_for
     while deadline is None or time.monotonic() < deadline:
-        if not _proc_alive(state.sshd_pid):
+        if not procs.alive(state.sshd_pid):
             print("gatekeeperctl demo: sshd exited; tearing down", file=sys.stderr)
             return 1
         time.sleep(0.2)  # polling interval while the demo runs

@@ -28,7 +28,7 @@ def test_the_quick_bench_runs_every_part_and_leaves_nothing_behind() -> None:
     gktest.require_root()
     gktest.require_tool("/usr/sbin/sshd", "/lib/systemd/systemd-journald", "ssh", "useradd")
     result = subprocess.run(
-        ["/usr/bin/python3", "-I", str(BENCH), "--quick", "--no-authprogs",
+        [str(gktest.PYTHON), "-I", str(BENCH), "--quick", "--no-authprogs",
          "--venv", str(gktest.VENV)],
         capture_output=True, text=True, check=False, timeout=240,
     )  # fmt: skip

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from pathlib import Path
 
 import gktest
+import gkunit
 import pytest
 from gkhost import guest_env
 
@@ -21,15 +24,12 @@ program = "hello"
 """
 
 #: The fields SPEC §5 promises in every connect record.
-SPEC_FIELDS = {
-    "event", "decision", "reason", "user", "uid", "person", "key_fingerprint", "client_addr",
-    "client_port", "server_addr", "server_port", "tty", "original_command", "request", "grant",
-    "session", "program", "mode", "argv", "policy_sha256", "connection_id", "pid", "version",
-    "timestamp",
-}  # fmt: skip
+SPEC_FIELDS = gkunit.SPEC_FIELDS
 
 
-def connect(account, gatekeeper_bin, policy, command, **extra):
+def connect(
+    account: gktest.Account, gatekeeper_bin: Path, policy: Path, command: str | None, **extra: str
+) -> subprocess.CompletedProcess[bytes]:
     return gktest.run_as(
         account,
         [str(gatekeeper_bin), "--policy", str(policy)],

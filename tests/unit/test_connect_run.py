@@ -16,7 +16,7 @@ import pwd
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import gkunit
 import pytest
@@ -26,12 +26,7 @@ from gatekeeper.login import entry as connect
 from gatekeeper.login.plan import ExecPlan
 
 ME = pwd.getpwuid(os.getuid())
-SPEC_FIELDS = {
-    "event", "decision", "reason", "user", "uid", "person", "key_fingerprint", "client_addr",
-    "client_port", "server_addr", "server_port", "tty", "original_command", "request", "grant",
-    "session", "program", "mode", "argv", "policy_sha256", "connection_id", "pid", "version",
-    "timestamp",
-}  # fmt: skip
+SPEC_FIELDS = gkunit.SPEC_FIELDS
 
 BODY = f"""
 [programs.hello]
@@ -56,16 +51,6 @@ def policy_dir() -> Iterator[gkunit.PolicyDir]:
     yield from gkunit.policy_dir()
 
 
-class Result(NamedTuple):
-    result: ExecPlan | Any  # connect._Outcome
-    records: list[dict[str, Any]]
-
-    @property
-    def record(self) -> dict[str, Any]:
-        (only,) = self.records
-        return only
-
-
 def run(
     policy_dir: gkunit.PolicyDir,
     command: bytes | None,
@@ -73,18 +58,8 @@ def run(
     tty: bool = True,
     argv: list[str] | None = None,
     **env: bytes,
-) -> Result:
-    environ = gkunit.environ(command, **env)
-    if not tty:
-        del environ[b"SSH_TTY"]
-    before = len(policy_dir.records())
-    result = connect.run(
-        ["--policy", str(policy_dir.policy)] if argv is None else argv,
-        environ,
-        stdin_is_tty=tty,
-        now=gkunit.NOW,
-    )
-    return Result(result, policy_dir.records()[before:])
+) -> gkunit.Result:
+    return gkunit.run_connection(policy_dir, command, tty=tty, argv=argv, extra=env)
 
 
 def test_allowed_run_returns_the_exact_plan_and_writes_one_record(
@@ -92,7 +67,7 @@ def test_allowed_run_returns_the_exact_plan_and_writes_one_record(
 ) -> None:
     policy_dir.write(BODY)
     out = run(policy_dir, b"run hello")
-    assert out.result == ExecPlan(
+    assert out.outcome == ExecPlan(
         "/bin/true",
         ("/bin/true", "--", "fixed argument"),
         {
@@ -128,16 +103,16 @@ def test_allowed_run_returns_the_exact_plan_and_writes_one_record(
 def test_default_login_runs_the_default_grant(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
     out = run(policy_dir, None)
-    assert isinstance(out.result, ExecPlan)
-    assert out.result.argv[0] == "/bin/true"
+    assert isinstance(out.outcome, ExecPlan)
+    assert out.outcome.argv[0] == "/bin/true"
     assert out.record["request"] == "default"
 
 
 def test_a_bad_term_becomes_the_safe_default(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
     out = run(policy_dir, b"run hello", TERM=b"xterm\x1b]0;OWNED\x07")
-    assert isinstance(out.result, ExecPlan)
-    assert out.result.env["TERM"] == "xterm"
+    assert isinstance(out.outcome, ExecPlan)
+    assert out.outcome.env["TERM"] == "xterm"
 
 
 class Denied(NamedTuple):
@@ -172,11 +147,11 @@ DENIED = [
 def test_denial(policy_dir: gkunit.PolicyDir, case: Denied) -> None:
     policy_dir.write(BODY)
     out = run(policy_dir, case.command, tty=case.tty)
-    assert not isinstance(out.result, ExecPlan)
+    assert not isinstance(out.outcome, ExecPlan)
     record = out.record
-    assert out.result.code == case.code
-    assert out.result.stdout == ""
-    assert out.result.stderr == messages.line(case.template, ref=record["connection_id"])
+    assert out.refusal.code == case.code
+    assert out.refusal.stdout == ""
+    assert out.refusal.stderr == messages.line(case.template, ref=record["connection_id"])
     assert record["decision"] == "deny"
     assert record["reason"] == case.reason
     assert record["exit_code"] == case.code
@@ -187,9 +162,9 @@ def test_sftp_gets_nothing_on_stdout(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
     command = gkunit.corpus_command(gkunit.corpus()["SUB-08"])
     out = run(policy_dir, command, tty=False)
-    assert out.result.code == 1
-    assert out.result.stdout == ""
-    assert out.result.stderr.startswith("gatekeeper: ")
+    assert out.refusal.code == 1
+    assert out.refusal.stdout == ""
+    assert out.refusal.stderr.startswith("gatekeeper: ")
 
 
 class Informed(NamedTuple):
@@ -211,22 +186,22 @@ def test_informational_verbs_print_to_stdout_and_exit_0(
 ) -> None:
     policy_dir.write(BODY)
     out = run(policy_dir, case.command, tty=False)
-    assert not isinstance(out.result, ExecPlan)
-    assert out.result.code == 0
-    assert out.result.stderr == ""
-    assert out.result.stdout
-    assert out.result.stdout.isascii()
+    assert not isinstance(out.outcome, ExecPlan)
+    assert out.refusal.code == 0
+    assert out.refusal.stderr == ""
+    assert out.refusal.stdout
+    assert out.refusal.stdout.isascii()
     assert (out.record["decision"], out.record["reason"]) == ("allow", case.reason)
 
 
 def test_help_text(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
-    assert run(policy_dir, b"help").result.stdout == messages.HELP
+    assert run(policy_dir, b"help").refusal.stdout == messages.HELP
 
 
 def test_whoami_json_is_the_kernel_identity(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
-    data = json.loads(run(policy_dir, b"whoami --json").result.stdout)
+    data = json.loads(run(policy_dir, b"whoami --json").refusal.stdout)
     assert data["user"] == ME.pw_name
     assert data["uid"] == ME.pw_uid
     assert data["client_addr"] == "192.0.2.7"
@@ -234,7 +209,7 @@ def test_whoami_json_is_the_kernel_identity(policy_dir: gkunit.PolicyDir) -> Non
 
 def test_list_json_names_the_programs(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
-    data = json.loads(run(policy_dir, b"list --json").result.stdout)
+    data = json.loads(run(policy_dir, b"list --json").refusal.stdout)
     assert data == {
         "sessions": [],
         "programs": [{"name": "ghost", "default": False}, {"name": "hello", "default": True}],
@@ -248,16 +223,16 @@ def test_invalid_policy_exits_78_and_records_the_reason(policy_dir: gkunit.Polic
     policy_dir.write('[[grant]]\nusers = ["x"]\nprogram = "p"\nform = ["0.0.0.0/0"]\n')
     out = run(policy_dir, b"run hello")
     record = out.record
-    assert out.result.code == 78
-    assert out.result.stdout == ""
-    assert out.result.stderr == messages.line(messages.UNAVAILABLE, ref=record["connection_id"])
+    assert out.refusal.code == 78
+    assert out.refusal.stdout == ""
+    assert out.refusal.stderr == messages.line(messages.UNAVAILABLE, ref=record["connection_id"])
     assert (record["decision"], record["reason"], record["exit_code"]) == (
         "error",
         "policy_invalid",
         78,
     )
     assert f"{policy_dir.policy}: grant[0].form: unknown key" in record["detail"].splitlines()
-    assert "form" not in out.result.stderr  # the guest never sees policy internals
+    assert "form" not in out.refusal.stderr  # the guest never sees policy internals
 
 
 def test_unsafe_policy_exits_78_and_its_own_audit_table_is_not_trusted(
@@ -265,23 +240,23 @@ def test_unsafe_policy_exits_78_and_its_own_audit_table_is_not_trusted(
 ) -> None:
     policy_dir.write(BODY, mode=0o666)
     out = run(policy_dir, b"run hello")
-    assert out.result.code == 78
-    assert out.result.stderr.startswith("gatekeeper: service unavailable")
+    assert out.refusal.code == 78
+    assert out.refusal.stderr.startswith("gatekeeper: service unavailable")
     assert out.records == []  # went to the default journald, not where the file says
 
 
 def test_missing_policy_exits_78(policy_dir: gkunit.PolicyDir) -> None:
     out = run(policy_dir, b"run hello")
-    assert out.result.code == 78
-    assert out.result.stdout == ""
-    assert out.result.stderr.startswith("gatekeeper: service unavailable")
+    assert out.refusal.code == 78
+    assert out.refusal.stdout == ""
+    assert out.refusal.stderr.startswith("gatekeeper: service unavailable")
 
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["--policy"], ["-c", "attach shared"]])
 def test_bad_invocation_exits_78(policy_dir: gkunit.PolicyDir, argv: list[str]) -> None:
     policy_dir.write(BODY)
     out = run(policy_dir, b"run hello", argv=argv)
-    assert out.result.code == 78
+    assert out.refusal.code == 78
     assert out.records == []
 
 
@@ -290,10 +265,10 @@ def test_unwritable_audit_sink_denies_with_75(policy_dir: gkunit.PolicyDir, comm
     sink = policy_dir.path / "no-such-dir" / "audit.jsonl"
     policy_dir.write(policy_dir.audit_header(sink) + BODY, header=False)
     out = run(policy_dir, command)
-    assert not isinstance(out.result, ExecPlan)
-    assert out.result.code == 75
-    assert out.result.stdout == ""
-    assert out.result.stderr.startswith(
+    assert not isinstance(out.outcome, ExecPlan)
+    assert out.refusal.code == 75
+    assert out.refusal.stdout == ""
+    assert out.refusal.stderr.startswith(
         "gatekeeper: service unavailable, contact the administrator"
     )
 
@@ -302,7 +277,7 @@ def test_on_failure_allow_still_execs(policy_dir: gkunit.PolicyDir) -> None:
     sink = policy_dir.path / "no-such-dir" / "audit.jsonl"
     header = policy_dir.audit_header(sink) + 'on_failure = "allow"\n'
     policy_dir.write(header + BODY, header=False)
-    assert isinstance(run(policy_dir, b"run hello").result, ExecPlan)
+    assert isinstance(run(policy_dir, b"run hello").outcome, ExecPlan)
 
 
 # ---------------------------------------------------------------- the attack corpus
@@ -327,9 +302,9 @@ def test_every_corpus_command_gives_one_record_and_a_clean_answer(
     record = out.record
     assert record["original_command_bytes"] == len(command)
     assert json.dumps(record, ensure_ascii=True)  # serialisable
-    if isinstance(out.result, ExecPlan):
+    if isinstance(out.outcome, ExecPlan):
         # Only the policy's argv can come out, whatever the guest typed.
-        assert out.result.argv == ("/bin/true", "--", "fixed argument")
+        assert out.outcome.argv == ("/bin/true", "--", "fixed argument")
         return
     ref = record["connection_id"]
     allowed_lines = {
@@ -341,24 +316,24 @@ def test_every_corpus_command_gives_one_record_and_a_clean_answer(
             messages.UNAVAILABLE,
         )
     }
-    assert out.result.stderr in allowed_lines
-    assert out.result.stdout == ""
-    assert out.result.code == record["exit_code"]
-    assert out.result.code in {1, 64}
+    assert out.refusal.stderr in allowed_lines
+    assert out.refusal.stdout == ""
+    assert out.refusal.code == record["exit_code"]
+    assert out.refusal.code in {1, 64}
 
 
 def test_each_run_has_its_own_connection_id(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
     first, second = run(policy_dir, b"bash"), run(policy_dir, b"bash")
     assert first.record["connection_id"] != second.record["connection_id"]
-    assert first.result.stderr != second.result.stderr
-    assert first.result.code == second.result.code == 1
+    assert first.refusal.stderr != second.refusal.stderr
+    assert first.refusal.code == second.refusal.code == 1
 
 
 def test_same_request_same_decision_and_argv(policy_dir: gkunit.PolicyDir) -> None:
     policy_dir.write(BODY)
     first, second = run(policy_dir, b"run hello"), run(policy_dir, b"run hello")
-    assert first.result == second.result
+    assert first.outcome == second.outcome
     keep = ("decision", "reason", "grant", "argv", "policy_sha256")
     assert [first.record[k] for k in keep] == [second.record[k] for k in keep]
 
@@ -411,6 +386,7 @@ def test_journald_record_of_a_newline_injection_has_exactly_the_expected_fields(
         stdin_is_tty=True,
         now=gkunit.NOW,
     )
+    assert not isinstance(result, ExecPlan)
     assert result.code == 64
     (fields,) = datagrams(sock)
     assert [key for key, _ in fields] == [
@@ -445,6 +421,7 @@ def test_a_policy_with_thousands_of_errors_is_still_recorded(
         stdin_is_tty=True,
         now=gkunit.NOW,
     )
+    assert not isinstance(result, ExecPlan)
     assert result.code == 78
     (fields,) = datagrams(sock)
     record = json.loads(dict(fields)["MESSAGE"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gktest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BUILD_DEB = REPO / "packaging" / "build-deb"
 LINT_DEB = REPO / "packaging" / "lint-deb"
 PACKAGE = "ssh-gatekeeper"

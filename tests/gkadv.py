@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ADVERSARIAL_DIR = Path(__file__).resolve().parent
+ADVERSARIAL_DIR = Path(__file__).resolve().parent / "adversarial"
 
 #: corpus id -> node ids of the collected tests marked with it (whole session).
 COVERED: dict[str, set[str]] = {}
