@@ -85,7 +85,7 @@ def _expand_help(action: argparse.Action, prog: str) -> str:
 
 def _action_tag(action: argparse.Action) -> str:
     if not action.option_strings:
-        return f"\\fI{_option(action.metavar or action.dest)}\\fR"  # type: ignore[arg-type]
+        return f"\\fI{_option(action.metavar or action.dest)}\\fR"  # type: ignore[arg-type]  # our positionals' metavars are str, never tuples
     names = ", ".join(f"\\fB{_option(name)}\\fR" for name in action.option_strings)
     if action.nargs == 0:
         return names
@@ -102,7 +102,7 @@ def _subcommands(
     found: list[tuple[str, str, argparse.ArgumentParser]] = []
     for action in parser._actions:  # noqa: SLF001 - see above
         if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - see above
-            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}  # noqa: SLF001
+            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}  # noqa: SLF001 - see above
             # Subcommands without help (share's internal `_hook`, `_watch`) are not
             # listed by --help and are not documented either.
             found += [
@@ -113,7 +113,7 @@ def _subcommands(
 
 def _options(parser: argparse.ArgumentParser) -> Iterable[argparse.Action]:
     for action in parser._actions:  # noqa: SLF001 - argparse has no public API for this
-        if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):  # noqa: SLF001 - see above
             continue
         if action.help == argparse.SUPPRESS:
             continue

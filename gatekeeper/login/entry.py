@@ -119,7 +119,7 @@ def _answer(stages: Stages, policy: Policy, connection: Connection) -> ExecPlan 
 
 
 def _inform(decision: Inform, policy: Policy, connection: Connection) -> str:
-    from gatekeeper.login import live  # noqa: PLC0415
+    from gatekeeper.login import live  # noqa: PLC0415 - list/whoami only, off the exec path
 
     if decision.what == "help":
         return messages.HELP
@@ -138,7 +138,7 @@ def _failed(stages: Stages, config: AuditConfig) -> _Outcome:
 
 def _write(config: AuditConfig, record: dict[str, Any]) -> bool:
     """Write the record; ``False`` if it could not be written."""
-    from gatekeeper.login import audit  # noqa: PLC0415
+    from gatekeeper.login import audit  # noqa: PLC0415 - imported when a record is written
 
     try:
         audit.emit(config, record)

@@ -63,7 +63,7 @@ def check(
 def _session(policy: Policy, name: str, connection: Connection) -> Refused | None:
     import pwd  # noqa: PLC0415 - only an attach needs these
 
-    from gatekeeper.login import fsafety, live  # noqa: PLC0415
+    from gatekeeper.login import fsafety, live  # noqa: PLC0415 - as above: only an attach needs these
 
     session = policy.sessions[name]
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 def render() -> str:
     """The schema as committed in ``etc/gatekeeper.schema.json``."""
-    from gatekeeper.policy.loader import json_schema  # noqa: PLC0415
+    from gatekeeper.policy.loader import json_schema  # noqa: PLC0415 - pydantic only when the schema is asked for
 
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 

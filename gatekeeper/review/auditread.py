@@ -488,7 +488,7 @@ def follow_file(path: str, offset: int, wait: Callable[[], None]) -> Iterator[En
 def append_only(path: str) -> bool | None:
     """Whether the file has the append-only inode flag (``chattr +a``); None if unknown."""
     import fcntl  # noqa: PLC0415 - only for this check
-    import struct  # noqa: PLC0415
+    import struct  # noqa: PLC0415 - only for this check
 
     fs_ioc_getflags = 0x80086601
     fs_append_fl = 0x20

@@ -127,7 +127,8 @@ class World:
             return self.weak
         if who == "nologin":
             return self.nologin
-        return getattr(self.accounts, who)
+        account: gktest.Account = getattr(self.accounts, who)
+        return account
 
     def probe_env(self, who: str, *options: str, sshd: gksshd.Sshd | None = None, **kw: Any):
         return gs.probe(
@@ -163,8 +164,8 @@ def world(accounts, journal) -> Iterator[World]:
     gktest.require_tool("tmux", "sftp", "scp", "ssh-agent")
     tag = secrets.token_hex(2)
     # S604: `shell` is the account's login shell for useradd, not subprocess's shell=True.
-    weak = gktest.create_account(f"gk-adv-weak-{tag}", [accounts.group], shell="/bin/bash")  # noqa: S604
-    nologin = gktest.create_account(f"gk-adv-nolog-{tag}", shell="/usr/sbin/nologin")  # noqa: S604
+    weak = gktest.create_account(f"gk-adv-weak-{tag}", [accounts.group], shell="/bin/bash")  # noqa: S604 - a login shell for the account, no shell run here
+    nologin = gktest.create_account(f"gk-adv-nolog-{tag}", shell="/usr/sbin/nologin")  # noqa: S604 - a login shell for the account, no shell run here
     os.chown(weak.home, weak.uid, weak.gid)  # the weakness: the guest owns its home
     try:
         with gksshd.site() as site:

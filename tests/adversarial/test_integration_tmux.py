@@ -147,8 +147,8 @@ def bench(accounts, journal) -> Iterator[Bench]:
         started.append(host.tmux)
         solo = start_host(accounts.host, root / "solo", gid, ["shared"])
         started.append(solo.tmux)
-        for server in (host, solo):
-            server.tmux.cmd("server-access", "-ar", accounts.guest.name)
+        for shared in (host, solo):
+            shared.tmux.cmd("server-access", "-ar", accounts.guest.name)
         observer_tmux = gktest.Tmux(str(root / "observer.sock"))
         observer_tmux.cmd(
             "-f", "/dev/null", "new-session", "-d", "-s", "obs", "-x", "100", "-y", "30", "sh"
@@ -285,7 +285,7 @@ def test_a_read_only_guest_cannot_resize_the_hosts_window(bench) -> None:
     bench.observer.tmux.wait_screen(host_pane, bench.solo.markers["shared"])
 
     def width() -> str:
-        out = bench.solo.tmux.out("display-message", "-p", "-t", "=shared:", "#{window_width}")
+        out: str = bench.solo.tmux.out("display-message", "-p", "-t", "=shared:", "#{window_width}")
         return out.strip()
 
     full = gktest.wait_until(lambda: width() if width() != "80" else None, 10, "the host's size")

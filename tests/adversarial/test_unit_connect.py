@@ -229,7 +229,7 @@ def test_the_launcher_ignores_terminal_signals_before_importing_the_gatekeeper()
 
     import gktest  # noqa: PLC0415 - the installed launcher's path
 
-    from gatekeeper import launcher  # noqa: PLC0415
+    from gatekeeper import launcher  # noqa: PLC0415 - the launcher module only for this test
 
     for text in (launcher.render("/usr/bin/python3"), gktest.GATEKEEPER.read_text()):
         body = ast.parse(text).body

@@ -12,9 +12,11 @@ sshd (weakened, ForceCommand-only, broken policy) start their own in the site.
 from __future__ import annotations
 
 import grp
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gksshd
 import gktest
@@ -35,7 +37,7 @@ class Deployment:
     offline_socket: str
     project_file: Path
 
-    def ssh(self, who: str, *args: str, **kwargs: object):
+    def ssh(self, who: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         """``ssh`` as account role ``who`` (guest, pairer, member, outsider) with its key."""
         account = getattr(self.accounts, who)
         return self.sshd.ssh(self.keys[who], account.name, *args, **kwargs)
@@ -169,7 +171,7 @@ class Weak:
 @pytest.fixture(scope="session")
 def weak(deployment, journal) -> Iterator[Weak]:
     """bash login shell, a guest-owned home with a planted ~/.bashrc, ForceCommand only."""
-    import os  # noqa: PLC0415
+    import os  # noqa: PLC0415 - only this fixture chowns
 
     site = deployment.site
     name = f"gk-weak-{site.root.name[-8:]}"

@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import gksshd
 import gktest
@@ -53,7 +54,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def assert_nothing_left(directory: Path, state: dict) -> None:
+def assert_nothing_left(directory: Path, state: dict[str, Any]) -> None:
     assert not directory.exists()
     for name in state["users"]:
         with pytest.raises(KeyError):

@@ -73,7 +73,8 @@ def naive(deployment) -> gksshd.Sshd:
     dropin = (
         f"Match User {guest}\n    ForceCommand {gktest.GATEKEEPER} --policy {deployment.policy}\n"
     )
-    return deployment.site.start("naive", dropin)
+    sshd: gksshd.Sshd = deployment.site.start("naive", dropin)
+    return sshd
 
 
 def read_from(connect: Callable[[], socket.socket]) -> bytes | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from typing import Any
 
 import gksshd
 import gktest
@@ -26,16 +27,18 @@ NOT_RUNNING = "gatekeeper: session '{name}' is not running or not shared with yo
 REF = re.compile(r"\(ref ([0-9a-f]{16})\)")
 
 
-def record_for(journal, connection_id: str) -> dict:
+def record_for(journal, connection_id: str) -> dict[str, Any]:
     raw = journal.wait_for(f"GATEKEEPER_CONNECTION_ID={connection_id}", timeout=30)
     assert len(raw) == 1, "exactly one record per connection"
-    return json.loads(raw[0]["MESSAGE"])
+    record: dict[str, Any] = json.loads(raw[0]["MESSAGE"])
+    return record
 
 
-def latest(journal, user: str, before: int) -> dict:
+def latest(journal, user: str, before: int) -> dict[str, Any]:
     """The newest record of ``user`` once there are more than ``before``."""
     raw = journal.wait_for(f"GATEKEEPER_USER={user}", count=before + 1, timeout=30)
-    return json.loads(raw[-1]["MESSAGE"])
+    record: dict[str, Any] = json.loads(raw[-1]["MESSAGE"])
+    return record
 
 
 def count(journal, user: str) -> int:

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import gksshd
 import pytest
@@ -21,13 +22,15 @@ pytestmark = [pytest.mark.sshd, pytest.mark.accounts, pytest.mark.journald]
 
 def transfer_options(deployment) -> list[str]:
     """The ssh options in scp/sftp spelling (``-P`` for the port)."""
-    options = deployment.site.client_options(deployment.keys["guest"], deployment.sshd.port)
+    options: list[str] = deployment.site.client_options(
+        deployment.keys["guest"], deployment.sshd.port
+    )
     index = options.index("-p")
     options[index] = "-P"
     return options
 
 
-def run_and_record(deployment, journal, argv: list[str], **kwargs) -> tuple[int, dict]:
+def run_and_record(deployment, journal, argv: list[str], **kwargs) -> tuple[int, dict[str, Any]]:
     user = deployment.accounts.guest.name
     before = len(journal.records(f"GATEKEEPER_USER={user}"))
     result = subprocess.run(

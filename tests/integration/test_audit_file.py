@@ -17,6 +17,7 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gktest
 import pytest
@@ -96,7 +97,7 @@ def audit(*args: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def records(*args: str) -> list[dict]:
+def records(*args: str) -> list[dict[str, Any]]:
     result = audit("--json", *args)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]

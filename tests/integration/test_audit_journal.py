@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import gktest
 import pytest
@@ -63,7 +64,7 @@ def ctl(journal, *args: str, policy: Path | None = None) -> subprocess.Completed
     return subprocess.run([*argv, *args], capture_output=True, check=False, timeout=120)
 
 
-def json_lines(result: subprocess.CompletedProcess[bytes]) -> list[dict]:
+def json_lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     return [json.loads(line) for line in result.stdout.splitlines()]
 
@@ -95,7 +96,9 @@ def connect(account, policy: Path, command: str, tty: Pty, **extra: str):
     )
 
 
-def forge(account, journal, record: dict, *, hold: bool = False) -> subprocess.Popen[bytes]:
+def forge(
+    account, journal, record: dict[str, Any], *, hold: bool = False
+) -> subprocess.Popen[bytes]:
     """Send ``record`` as ``account`` with the native protocol, tagged as the gatekeeper.
 
     With ``hold`` the sender stays alive until its stdin closes, so journald
@@ -296,7 +299,7 @@ def test_follow_shows_a_new_connection_within_a_second(accounts, write_policy, j
     argv = [str(gktest.GATEKEEPERCTL), "audit", "-f", "--json", "-n", "1"]
     argv += ["--namespace", journal.namespace, "--launcher", str(gktest.GATEKEEPER)]
     follower = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    lines: list[dict] = []
+    lines: list[dict[str, Any]] = []
 
     def pump() -> None:
         assert follower.stdout is not None
@@ -367,7 +370,8 @@ def test_500_real_connections_join_into_sessions_with_their_durations(
 
     def one(index: int) -> int:
         env = {"SSH_CONNECTION": f"192.0.2.{index % 250 + 1} {30000 + index} 127.0.0.1 22"}
-        return connect(accounts.guest, policy, "attach shared", tty, **env).returncode
+        code: int = connect(accounts.guest, policy, "attach shared", tty, **env).returncode
+        return code
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         codes = list(pool.map(one, range(500)))

@@ -10,12 +10,13 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gatekeeper.login.audit import MESSAGE_IDS
 from gatekeeper.review import auditread
-from gatekeeper.review.auditread import Entry
+from gatekeeper.review.auditread import Entry, Trust
 
 PYTHON = str(Path(sys.executable).resolve())
 LAUNCHER = "/usr/bin/gatekeeper"
@@ -31,7 +32,7 @@ JOIN = {"event": "join", "decision": "allow", "session": "shared", "client_pid":
 RUN = f"/usr/bin/python3 -I {LAUNCHER} --policy /etc/gatekeeper.toml"
 
 
-def meta(uid: str, pid: str, exe: str | None = None, cmdline: str | None = None) -> dict:
+def meta(uid: str, pid: str, exe: str | None = None, cmdline: str | None = None) -> dict[str, Any]:
     fields = {"_UID": uid, "_PID": pid, "_EXE": exe, "_CMDLINE": cmdline}
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -42,8 +43,8 @@ TMUX_RUN = "/usr/bin/tmux -N -S /s attach"
 @dataclass(frozen=True)
 class Case:
     name: str
-    record: dict
-    meta: dict
+    record: dict[str, Any]
+    meta: dict[str, Any]
     trust: str
     why: str = ""
 
@@ -98,8 +99,8 @@ def test_trust(case: Case) -> None:
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 
-def entry(record: dict, seconds: float, trust: str = "trusted") -> Entry:
-    return Entry(record, T0 + timedelta(seconds=seconds), "journal", trust)  # type: ignore[arg-type]
+def entry(record: dict[str, Any], seconds: float, trust: Trust = "trusted") -> Entry:
+    return Entry(record, T0 + timedelta(seconds=seconds), "journal", trust)
 
 
 def test_a_reused_pid_joins_the_latest_earlier_connect() -> None:

@@ -9,6 +9,7 @@ control is explain without ``--live``, which cannot see the live system.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from gkhost import guest_env
@@ -33,13 +34,14 @@ session = "shared"
 """
 
 
-def _explain(capsys, policy, user: str, *, live: bool) -> dict:
+def _explain(capsys, policy, user: str, *, live: bool) -> dict[str, Any]:
     argv = ["explain", "--policy", str(policy), "--user", user, "--command", "attach shared"]
     assert cli.main([*argv, "--json", *(["--live"] if live else [])]) == 0
-    return json.loads(capsys.readouterr().out)
+    shown: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return shown
 
 
-def _login_record(observer, journal, gatekeeper_bin, account, policy) -> tuple[int, dict]:
+def _login_record(observer, journal, gatekeeper_bin, account, policy) -> tuple[int, dict[str, Any]]:
     pane = observer.spawn(
         account, [str(gatekeeper_bin), "--policy", str(policy)], guest_env("attach shared")
     )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import gktest
 import pytest
@@ -151,10 +152,10 @@ def attach(observer: Observer, account: gktest.Account, policy: Path, command: s
     )
 
 
-def connect_record(journal: gktest.Journal, pid: int) -> dict:
+def connect_record(journal: gktest.Journal, pid: int) -> dict[str, Any]:
     """The gatekeeper's record for the process that became tmux client ``pid``."""
 
-    def find() -> dict | None:
+    def find() -> dict[str, Any] | None:
         for record in journal.messages("GATEKEEPER_EVENT=connect"):
             if record.get("pid") == pid:
                 return record
@@ -163,7 +164,7 @@ def connect_record(journal: gktest.Journal, pid: int) -> dict:
     return gktest.wait_until(find, 10, f"the connect record of pid {pid}")
 
 
-def denial(journal: gktest.Journal, user: str, reason: str) -> dict:
+def denial(journal: gktest.Journal, user: str, reason: str) -> dict[str, Any]:
     """The newest connect record of ``user`` denied for ``reason`` (journald is async)."""
     return gktest.wait_until(
         lambda: next(
@@ -190,8 +191,8 @@ def client_pid(host: Host, user: str) -> int:
     )
 
 
-def event_for(journal: gktest.Journal, event: str, pid: int, timeout: float = 15) -> dict:
-    def find() -> dict | None:
+def event_for(journal: gktest.Journal, event: str, pid: int, timeout: float = 15) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
         for record in journal.messages(f"GATEKEEPER_EVENT={event}"):
             if record.get("client_pid") == pid:
                 return record
@@ -202,7 +203,8 @@ def event_for(journal: gktest.Journal, event: str, pid: int, timeout: float = 15
 
 def guest_clients(host: Host) -> list[tuple[str, str, str]]:
     out = host.tmux.out("list-clients", "-F", "#{client_user} #{client_readonly} #{client_pid}")
-    return [tuple(line.split(" ")) for line in out.splitlines()]  # type: ignore[misc]
+    rows = [line.split(" ") for line in out.splitlines()]
+    return [(user, readonly, pid) for user, readonly, pid in rows]
 
 
 # --------------------------------------------------------------------------- tests

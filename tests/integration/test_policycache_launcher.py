@@ -161,7 +161,8 @@ def test_a_cached_login_never_imports_pydantic(write_policy, cache_of) -> None:
             check=True,
             env={},
         ).stdout
-        return json.loads(out)
+        values: dict[str, list[str]] = json.loads(out)
+        return values
 
     cold = login()
     assert cold["exec"] == ["/bin/echo", "hello from the program"]

@@ -117,7 +117,7 @@ def test_contents_modes_and_conffile(deb: Built) -> None:
     for path in (GATEKEEPER, GATEKEEPERCTL):
         assert entries[str(path)] == "-rwxr-xr-x root/root"
     assert entries[str(CONFFILE)] == "-rw-r--r-- root/root"
-    for path in (
+    for name in (
         "/usr/lib/tmpfiles.d/ssh-gatekeeper.conf",
         "/usr/lib/systemd/catalog/ssh-gatekeeper.catalog",
         f"{EXAMPLES}/gatekeeper.toml",
@@ -127,7 +127,7 @@ def test_contents_modes_and_conffile(deb: Built) -> None:
         f"{DOC}/changelog.Debian.gz",
         *(str(page) for page in MAN_PAGES),
     ):
-        assert path in entries, path
+        assert name in entries, name
     assert all(entry.endswith("root/root") for entry in entries.values())
     assert not [p for p in entries if "__pycache__" in p], "bytecode is compiled by the postinst"
     assert not [p for p in entries if p.startswith("/etc/ssh")], "the sshd snippet is inactive"

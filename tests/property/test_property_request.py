@@ -73,7 +73,7 @@ CONNECTIONS = st.builds(
 )
 MOMENTS = st.datetimes(
     min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive by design
-    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001 - as above
     timezones=st.just(UTC),
 )
 _NAME = re.compile(NAME_PATTERN)

@@ -16,6 +16,7 @@ import gkunit
 import pytest
 
 from gatekeeper.login import audit, journald
+from gatekeeper.policy.model import AuditConfig
 
 
 def test_a_newline_in_a_value_cannot_start_a_field() -> None:
@@ -55,7 +56,7 @@ def test_the_audit_record_of_log_01_has_exactly_the_expected_fields() -> None:
         "original_command": command.decode() if command else None,
         "connection_id": "00ff",
     }
-    audit.emit(audit.AuditConfig(), record, lambda fields: captured.append(journald.encode(fields)))
+    audit.emit(AuditConfig(), record, lambda fields: captured.append(journald.encode(fields)))
     (datagram,) = captured
     keys = [key for key, _ in gkunit.decode_datagram(datagram)]
     assert keys == [

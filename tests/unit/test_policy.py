@@ -115,7 +115,7 @@ def test_the_seed_policy_is_valid() -> None:
 
 
 def test_sha256_is_of_the_file_bytes() -> None:
-    import hashlib  # noqa: PLC0415
+    import hashlib  # noqa: PLC0415 - only this test hashes
 
     raw = b"version = 1\n# a comment changes the hash\n"
     assert policy.parse(raw)[1].sha256 == hashlib.sha256(raw).hexdigest()

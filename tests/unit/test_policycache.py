@@ -168,10 +168,10 @@ def test_an_edited_policy_is_not_served_from_a_stale_cache(place: Place) -> None
 
 class Tamper(NamedTuple):
     name: str
-    change: Callable[[Place, str], None]
+    change: Callable[[Place, str], object]
 
 
-def _chmod(mode: int) -> Callable[[Place, str], None]:
+def _chmod(mode: int) -> Callable[[Place, str], object]:
     return lambda place, path: place.cache_file(path).chmod(mode)
 
 
@@ -184,11 +184,11 @@ def _chown_dir(place: Place, path: str) -> None:
     os.chown(place.cache, NOBODY, 0)
 
 
-def _chmod_dir(mode: int) -> Callable[[Place, str], None]:
+def _chmod_dir(mode: int) -> Callable[[Place, str], object]:
     return lambda place, _path: os.chmod(place.cache, mode)
 
 
-def _rewrite(change: Callable[[dict[str, object]], None]) -> Callable[[Place, str], None]:
+def _rewrite(change: Callable[[dict[str, object]], None]) -> Callable[[Place, str], object]:
     def apply(place: Place, path: str) -> None:
         target = place.cache_file(path)
         document = json.loads(target.read_text())
@@ -202,7 +202,7 @@ def _set(key: str, value: object) -> Callable[[dict[str, object]], None]:
     return lambda document: document.__setitem__(key, value)
 
 
-def _body(change: Callable[[dict[str, object]], None]) -> Callable[[dict[str, object]], None]:
+def _body(change: Callable[[dict[str, object]], object]) -> Callable[[dict[str, object]], None]:
     def apply(document: dict[str, object]) -> None:
         body = document["policy"]
         assert isinstance(body, dict)
@@ -221,7 +221,7 @@ FIELD = {
 }  # fmt: skip
 
 
-def _grant_array(change: Callable[[list[object]], None]) -> Callable[[dict[str, object]], None]:
+def _grant_array(change: Callable[[list[object]], object]) -> Callable[[dict[str, object]], None]:
     """Change the first grant (stored as the JSON text of an array)."""
 
     def apply(body: dict[str, object]) -> None:

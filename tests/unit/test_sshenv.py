@@ -131,7 +131,7 @@ def test_term_is_read_undecoded_errors_survive() -> None:
 
 
 def test_groups_come_from_the_group_database() -> None:
-    import grp  # noqa: PLC0415
+    import grp  # noqa: PLC0415 - only this test reads the group database
 
     connection = sshenv.read({}, stdin_is_tty=False)
     assert grp.getgrgid(os.getgid()).gr_name in connection.groups
