@@ -43,6 +43,7 @@ import libtmux
 
 from gatekeeper.exitcodes import EX_UNAVAILABLE
 from gatekeeper.login import audit
+from gatekeeper.login.decide import in_window
 from gatekeeper.policy.model import READ_ONLY, READ_WRITE, Grant, Mode, Policy, Session
 
 #: Paths and names that may appear in a hook command: tmux expands the hook and
@@ -160,12 +161,6 @@ def in_group(user: str, group: str) -> bool:
 # --------------------------------------------------------------------------- policy view
 
 
-def _active(grant: Grant, at: datetime) -> bool:
-    if grant.not_before is not None and at < grant.not_before:
-        return False
-    return not (grant.expires is not None and at >= grant.expires)
-
-
 def session_grants(policy: Policy, name: str) -> list[Grant]:
     """The grants that open session ``name``."""
     return [g for g in policy.grants if g.session == name]
@@ -181,7 +176,7 @@ def access_at(policy: Policy, name: str, at: datetime) -> dict[str, Mode]:
     owner = policy.sessions[name].owner
     access: dict[str, Mode] = {}
     for grant in session_grants(policy, name):
-        if not _active(grant, at):
+        if not in_window(grant, at):
             continue
         users = set(grant.users)
         for group in grant.groups:
@@ -582,7 +577,6 @@ class ConnectInfo:
 
 
 _FILE_TAIL: Final = 4 * 1024 * 1024
-_JOURNAL_SOCKET: Final = re.compile(r"^/run/systemd/journal\.([A-Za-z0-9_.-]+)/socket$")
 
 
 def connect_record(policy: Policy, client_pid: int, uid: int) -> ConnectInfo | None:
@@ -595,29 +589,28 @@ def connect_record(policy: Policy, client_pid: int, uid: int) -> ConnectInfo | N
     exec'd tmux).
     """
     config = policy.audit
-    candidates: list[dict[str, Any]] = []
+    candidates: list[Any] = []
     if config.sink == "journald":
-        argv = ["journalctl", "--no-pager", "-o", "json", "-q"]
-        match = _JOURNAL_SOCKET.match(config.journal_socket)
-        if match:
-            argv.append(f"--namespace={match.group(1)}")
-        argv += [
-            f"SYSLOG_IDENTIFIER={config.identifier}",
-            "GATEKEEPER_EVENT=connect",
-            f"_PID={client_pid}",
-            f"_UID={uid}",
-        ]
+        # The one journal reader (review/auditread.py); its trust verdict is not
+        # needed here: the kernel-stamped _PID and _UID below are the check.
+        from gatekeeper.review import auditread  # noqa: PLC0415 - only a join reads the journal
+
         try:
-            out = subprocess.run(
-                argv, capture_output=True, text=True, check=False, timeout=10
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
+            namespace = auditread.namespace_of(config.journal_socket)
+        except auditread.ReadError:
             return None
-        for line in out.splitlines():
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                entry = json.loads(line)
-                if entry.get("_PID") == str(client_pid) and entry.get("_UID") == str(uid):
-                    candidates.append(json.loads(entry["MESSAGE"]))
+        argv = auditread.journalctl_argv(namespace, config.identifier, None, None)
+        argv += ["GATEKEEPER_EVENT=connect", f"_PID={client_pid}", f"_UID={uid}"]
+        anyone = auditread.TrustConfig(frozenset(), frozenset(), {})
+        try:
+            entries = auditread.read_journal(argv, anyone)
+        except auditread.ReadError:
+            return None
+        candidates += [
+            entry.record
+            for entry in entries
+            if entry.meta.get("_PID") == str(client_pid) and entry.meta.get("_UID") == str(uid)
+        ]
     else:
         # The file sink has no kernel-stamped sender: attribution is weaker there.
         # Only its tail is read (the record was written moments before the attach).

@@ -125,7 +125,13 @@ def _address_matches(grant: Grant, address: str | None) -> bool:
     return any(form in network for form in forms for network in grant.from_)
 
 
-def _time_matches(grant: Grant, now: datetime) -> bool:
+def in_window(grant: Grant, now: datetime) -> bool:
+    """Whether ``now`` is inside the grant's ``not_before`` .. ``expires`` window.
+
+    ``not_before`` is inclusive, ``expires`` exclusive. The host side
+    (``gatekeeperctl share``'s access list and watcher) asks this same function,
+    so tmux's server-access and the gatekeeper never disagree on a boundary.
+    """
     if grant.not_before is not None and now < grant.not_before:
         return False
     return not (grant.expires is not None and now >= grant.expires)
@@ -148,7 +154,7 @@ def matching_grants(
         for grant in policy.grants
         if _identity_matches(grant, connection, identity)
         and _address_matches(grant, connection.client_addr)
-        and _time_matches(grant, now)
+        and in_window(grant, now)
         and (grant.session in policy.sessions or grant.program in policy.programs)
     )
 
