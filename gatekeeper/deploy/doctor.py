@@ -23,7 +23,6 @@ import argparse
 import grp
 import os
 import pwd
-import re
 import socket
 import stat
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any, Final, Literal
 
 from gatekeeper.cli.common import add_policy_option, print_json
 from gatekeeper.deploy.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
+from gatekeeper.host.system import in_group, tmux_version
 from gatekeeper.login import fsafety
 from gatekeeper.login.textsafe import escape
 from gatekeeper.policy.loader import PolicyError, load
@@ -432,14 +432,6 @@ def launcher_check(path: str) -> Check:
 # --------------------------------------------------------------------------- policy & system
 
 
-def _in_group(entry: pwd.struct_passwd, group: str) -> bool:
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        return False
-    return gid in os.getgrouplist(entry.pw_name, entry.pw_gid)
-
-
 def session_checks(policy: Policy, accounts: list[pwd.struct_passwd]) -> list[Check]:
     """Each session's socket as each guest granted it would find it (§3.20)."""
     found: list[Check] = []
@@ -457,7 +449,7 @@ def session_checks(policy: Policy, accounts: list[pwd.struct_passwd]) -> list[Ch
             if grant.session == name:
                 guests |= set(grant.users)
                 for group in grant.groups:
-                    guests |= {a.pw_name for a in accounts if _in_group(a, group)}
+                    guests |= {a.pw_name for a in accounts if in_group(a.pw_name, group)}
         if not guests & set(by_name):
             found.append(Check("warn", "session", name, "no existing guest account is granted it"))
             continue
@@ -497,20 +489,6 @@ def session_checks(policy: Policy, accounts: list[pwd.struct_passwd]) -> list[Ch
         else:
             found.append(Check("ok", "session", name, f"{session.socket} is {session.owner}'s"))
     return found
-
-
-def tmux_version(binary: str) -> tuple[int, int] | str:
-    """``(major, minor)`` of ``tmux -V``, or the error text."""
-    try:
-        result = subprocess.run(
-            [binary, "-V"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as error:
-        return str(error)
-    match = re.search(r"(\d+)\.(\d+)", result.stdout)
-    if result.returncode != 0 or match is None:
-        return f"cannot read the version from {result.stdout.strip()!r}"
-    return int(match.group(1)), int(match.group(2))
 
 
 def tmux_check(policy: Policy) -> Check:

@@ -31,7 +31,6 @@ import pwd
 import re
 import signal
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -42,6 +41,13 @@ from typing import Any, Final
 import libtmux
 
 from gatekeeper.exitcodes import EX_UNAVAILABLE
+from gatekeeper.host import system
+
+# Re-exported under the names share/who/kick (and other branches) use.
+from gatekeeper.host.system import group_members as group_members
+from gatekeeper.host.system import in_group as in_group
+from gatekeeper.host.system import uid_of as uid_of
+from gatekeeper.host.system import user_name as user_name
 from gatekeeper.login import audit
 from gatekeeper.login.decide import in_window
 from gatekeeper.policy.model import READ_ONLY, READ_WRITE, Grant, Mode, Policy, Session
@@ -116,46 +122,6 @@ def require_owner(session: Session, *, allow_root: bool = False) -> int:
         f"session {session.name!r} belongs to {session.owner}; this runs as {user_name(uid)}",
         f"sudo -u {session.owner} gatekeeperctl ...",
     )
-
-
-# --------------------------------------------------------------------------- accounts
-
-
-def user_name(uid: int) -> str:
-    """The account name of ``uid`` (the uid itself if it has none)."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def uid_of(user: str) -> int | None:
-    """The uid of account ``user``, or ``None``."""
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return None
-
-
-def group_members(name: str) -> set[str]:
-    """Every account in group ``name``: listed members and those with it as primary group."""
-    try:
-        entry = grp.getgrnam(name)
-    except KeyError:
-        return set()
-    members = set(entry.gr_mem)
-    members.update(p.pw_name for p in pwd.getpwall() if p.pw_gid == entry.gr_gid)
-    return members
-
-
-def in_group(user: str, group: str) -> bool:
-    """Whether ``user`` is a member of ``group`` (primary or supplementary)."""
-    try:
-        entry = pwd.getpwnam(user)
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        return False
-    return gid in os.getgrouplist(user, entry.pw_gid)
 
 
 # --------------------------------------------------------------------------- policy view
@@ -486,14 +452,8 @@ def _unquote(value: str) -> str:
 
 def tmux_version(binary: str) -> tuple[int, int]:
     """``tmux -V`` as ``(major, minor)``; ``(0, 0)`` if it cannot be read."""
-    try:
-        out = subprocess.run(
-            [binary, "-V"], capture_output=True, text=True, check=False, timeout=10
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return (0, 0)
-    match = re.search(r"(\d+)\.(\d+)", out)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    version = system.tmux_version(binary)
+    return (0, 0) if isinstance(version, str) else version
 
 
 def client_key(name: str) -> str:
