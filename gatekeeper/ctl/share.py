@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from gatekeeper import fsafety, live
-from gatekeeper.ctl import hostlib
+from gatekeeper.ctl import hostlib, recording
 from gatekeeper.ctl.common import add_policy_option, policy_path
 from gatekeeper.ctl.hostlib import HostError, HostServer
 from gatekeeper.model import Mode, Policy, Session
@@ -271,6 +271,7 @@ def apply_share(policy: Policy, path: str, session: Session) -> ShareReport:
             f"sudo chgrp {group} {os.path.dirname(session.socket)} && "
             f"sudo chmod 2750 {os.path.dirname(session.socket)}",
         )
+    report.changes += recording.install(policy, path, session, server)
     report.changes += _apply_access(policy, server, session, report.access)
     report.changes += _ensure_watcher(server, policy, path, session, group)
     report.warnings += _verify_guests(session, uid, report.access)
