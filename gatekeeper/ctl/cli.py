@@ -26,6 +26,8 @@ COMMANDS: Final = (
     "gatekeeper.ctl.who",
     "gatekeeper.ctl.kick",
     "gatekeeper.ctl.auditlog",
+    "gatekeeper.ctl.recordings",
+    "gatekeeper.ctl.replay",
     "gatekeeper.ctl.demo",
 )
 

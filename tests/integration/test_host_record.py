@@ -37,6 +37,7 @@ pytestmark = [
     pytest.mark.usefixtures("gatekeeper_bin"),
 ]
 
+
 NOTICE = "gatekeeper: session 'shared' is recorded: everything shown in it is kept with timing."
 
 
@@ -54,6 +55,10 @@ def recorded_policy(
     )
     text = text.replace('target = "shared"\n', 'target = "shared"\n' + extra, 1)
     return host.write_policy(text), recordings
+
+
+def host_env_of(accounts) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": accounts.host.home, "LANG": "C.UTF-8", "TERM": "xterm"}
 
 
 def events(path: Path) -> tuple[dict, list[list]]:
@@ -77,6 +82,7 @@ def test_required_recording_covers_the_visit_every_pane_and_the_host_sees_the_jo
     observer: Observer,
     journal,
 ) -> None:
+    gktest.require_tool("asciinema")
     policy, recordings = recorded_policy(host, accounts, "required")
     out = host.share(policy)
     assert f"recording every pane to {recordings} (required)" in out
@@ -122,6 +128,22 @@ def test_required_recording_covers_the_visit_every_pane_and_the_host_sees_the_jo
     times = [e[0] for e in evs]
     assert times == sorted(times)
 
+    # Debian's asciinema plays the file and finds what the host typed.
+    # (its config dir must be writable: the test accounts' homes are root's)
+    env = host_env_of(accounts) | {"ASCIINEMA_CONFIG_HOME": str(host.directory / "asciinema")}
+    # It wants a terminal (/dev/tty): run it on a pty of the observer.
+    cat = observer.spawn(accounts.host, ["/usr/bin/asciinema", "cat", str(path)], env)
+    assert observer.exit_status(cat) == 0
+    assert marker in observer.tmux.capture(cat)
+    # Our replay reproduces the screen: play it in a fresh pane and read that pane.
+    replayed = observer.spawn(
+        accounts.host,
+        [str(gktest.GATEKEEPERCTL), "replay", "--speed", "50", "--idle-limit", "0.1", str(path)],
+        host_env_of(accounts),
+    )
+    assert observer.exit_status(replayed) == 0
+    assert marker in observer.tmux.capture(replayed)
+
     # A pane created mid-visit is recorded too, from its first output on.
     new_pane = host.tmux.out("split-window", "-P", "-F", "#{pane_id}", "-t", "=shared:").strip()
     second = f"SECOND-{secrets.token_hex(3)}"
@@ -137,6 +159,17 @@ def test_required_recording_covers_the_visit_every_pane_and_the_host_sees_the_jo
     assert files[0] in leave["recordings"]
     assert any(f"_p{new_pane[1:]}_" in name for name in leave["recordings"])
     observer.tmux.wait_screen(host_pane, f"gatekeeper: {accounts.guest.name} left")
+
+    # The review list: as root it reads the audit trail and names the visit.
+    listed = gktest.run_as(
+        None, [str(gktest.GATEKEEPERCTL), "recordings", "--policy", str(policy), "--json"],
+        host_env_of(accounts),
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["id"]: r for r in map(json.loads, listed.stdout.decode().splitlines())}
+    first = rows[files[0].removesuffix("_000.cast")]
+    assert first["marker"] == f"join {accounts.guest.name} read-only"
+    assert [v["user"] for v in first["visits"]] == [accounts.guest.name]
     assert connect_record(journal, pid)["session"] == "shared"
 
 
