@@ -25,6 +25,7 @@ import codecs
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ _PANE: Final = re.compile(r"^%([0-9]{1,9})$")
 _STAMP: Final = re.compile(r"^[0-9]{8}T[0-9]{6}\.[0-9]{6}Z$")
 _SIZE: Final = re.compile(r"^([0-9]{1,5})x([0-9]{1,5})$")
 _RESIZE_EVERY: Final = 1.0
+_CHUNK: Final = 65536
+_COALESCE: Final = 1024 * 1024
 
 
 def stamp(at: float | None = None) -> str:
@@ -134,6 +137,28 @@ class Recorder:
                 self.event("r", f"{width}x{height}")
 
 
+def _read_available(most: int) -> bytes:
+    """Block for output, then take what else is already there (up to 1 MiB): one event.
+
+    tmux writes to the pipe in small pieces; coalescing them keeps the recorder's
+    cost per byte low under a flood (``cat`` of a large file) and changes nothing
+    for interactive output (whatever arrives within the same instant). ``most``
+    is an eighth of the file limit, so one event overshoots a file by little.
+    """
+    data = os.read(0, _CHUNK)
+    if not data:
+        return data
+    chunks = [data]
+    size = len(data)
+    while size < most and select.select([0], [], [], 0)[0]:
+        more = os.read(0, _CHUNK)
+        if not more:
+            break
+        chunks.append(more)
+        size += len(more)
+    return b"".join(chunks)
+
+
 def record(args: argparse.Namespace) -> int:
     """Copy stdin (the pane's output) into asciicast files until tmux closes the pipe."""
     size = _SIZE.match(args.size)
@@ -145,7 +170,7 @@ def record(args: argparse.Namespace) -> int:
         if args.mark:
             recorder.event("m", args.mark)
         while True:
-            data = os.read(0, 65536)
+            data = _read_available(min(_COALESCE, args.limit // 8))
             if not data:
                 break
             text = decoder.decode(data)
