@@ -764,7 +764,7 @@ def part_recording(report: Report, ctx: Context, rounds: int, megabytes: int) ->
     cmd("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "200", "-y", "50", "sh")
     pane = cmd("display-message", "-p", "-t", "b:", "#{pane_id}").strip()
     recorder = (
-        f"exec {ctx.python} -I -m gatekeeper.ctl.recorder --policy /nonexistent "
+        f"exec {ctx.python} -I -m gatekeeper.host.recorder --policy /nonexistent "
         f"--session bench --dir {recordings} --limit {64 * 1024 * 1024} --tmux {tmux} "
         f"--socket {sock} --size 200x50 #{{pane_id}} >/dev/null 2>&1"
     )

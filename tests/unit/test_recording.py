@@ -11,17 +11,20 @@ import gktest
 import gkunit
 import pytest
 
-from gatekeeper import messages, model, plan, policycache
-from gatekeeper import request as rq
-from gatekeeper.ctl import hostlib, recorder, recording, replay, visits
-from gatekeeper.decide import AttachSession, decide
+from gatekeeper.host import control as hostlib
+from gatekeeper.host import recorder, recording, replay, visits
+from gatekeeper.login import messages, plan
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import AttachSession, decide
+from gatekeeper.policy import cache as policycache
+from gatekeeper.policy import model
 
 SESSION = model.Session("shared", "/run/gk/shared.sock", "alice", "shared", record="required")
 POLICY = model.Policy(sessions={"shared": SESSION}, path="/etc/gatekeeper.toml")
 
 
 def test_a_bad_record_value_is_refused() -> None:
-    from gatekeeper.policy import SessionModel  # noqa: PLC0415 - pydantic
+    from gatekeeper.policy.loader import SessionModel  # noqa: PLC0415 - pydantic
 
     with pytest.raises(ValueError, match="record"):
         SessionModel.model_validate(
@@ -166,7 +169,7 @@ def test_the_recorder_writes_asciicast_v2_with_continuation_files(tmp_path: Path
     directory.mkdir(mode=0o700)
     payload = b"".join(b"line %05d \xc3\xa9\n" % i for i in range(20000))
     argv = [
-        str(gktest.PYTHON), "-I", "-m", "gatekeeper.ctl.recorder", "--policy", "/nonexistent",
+        str(gktest.PYTHON), "-I", "-m", "gatekeeper.host.recorder", "--policy", "/nonexistent",
         "--session", "s", "--dir", str(directory), "--limit", "65536", "--tmux", "/bin/false",
         "--socket", "/nonexistent", "--size", "100x30", "--mark", "share", "%7",
     ]  # fmt: skip
