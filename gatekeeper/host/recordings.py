@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from gatekeeper.review import auditread
 from gatekeeper.cli.common import add_policy_option, policy_path
 from gatekeeper.login.textsafe import escape
+from gatekeeper.review import auditread
 
 if TYPE_CHECKING:
     from gatekeeper.policy.model import Policy

@@ -221,8 +221,8 @@ def _at_seconds(cast: Cast, text: str) -> float:
 
 
 def _directories(args: argparse.Namespace) -> list[str]:
-    from gatekeeper.host import control as hostlib  # noqa: PLC0415 - only to find recording ids
     from gatekeeper.cli.common import policy_path  # noqa: PLC0415
+    from gatekeeper.host import control as hostlib  # noqa: PLC0415 - only to find recording ids
 
     if os.sep in args.recording or args.recording.endswith(".cast"):
         return []
