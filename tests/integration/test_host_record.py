@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import stat
 from pathlib import Path
 
@@ -218,3 +219,39 @@ def test_a_broken_recordings_directory_detaches_the_guest_only_when_required(
     assert observer.exit_status(again, timeout=EXIT_TIMEOUT) == 69
     denial(journal, accounts.guest.name, "session_not_shared")
     assert NOT_SHARED in observer.tmux.capture(again)
+
+
+def test_a_killed_recorder_detaches_the_guest_of_a_required_session(
+    accounts,
+    host,  # noqa: F811 - the fixture
+    observer: Observer,
+    journal,
+) -> None:
+    """SIGKILL leaves no chance to report: the watcher sees the pane's pipe gone."""
+    policy, _recordings = recorded_policy(host, accounts, "required", announce=False)
+    host.share(policy)
+    pane = attach(observer, accounts.guest, policy, "attach shared")
+    pid = client_pid(host, accounts.guest.name)
+    event_for(journal, "join", pid)
+    observer.tmux.wait_screen(pane, host.mark())
+
+    def recorders() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"gatekeeper.host.recorder" in argv and host.socket.encode() in argv:
+                found.append(int(entry.name))
+        return found
+
+    victims = gktest.wait_until(recorders, 10, "the recorder processes")
+    for victim in victims:
+        os.kill(victim, signal.SIGKILL)
+    # tmux notices a dead pipe on its next write to it: the host keeps working.
+    host.tmux.cmd("send-keys", "-t", "=shared:", "echo after-the-kill", "Enter")
+    observer.exit_status(pane, timeout=EXIT_TIMEOUT)  # detached by the watcher
+    leave = event_for(journal, "leave", pid)
+    assert leave["ended"] == "recording-failed"
+    assert accounts.guest.name not in host.acl()
