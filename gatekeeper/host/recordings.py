@@ -174,13 +174,14 @@ def _run(args: argparse.Namespace) -> int:
         visits = ", ".join(
             f"{v.get('person') or v.get('user')} ({v.get('mode')}, {v.get('ended')})"
             for v in rec.visits
-        ) or (rec.marker if not audited else "-")
+        ) or (f"marker: {rec.marker}" if rec.marker else "-")
         print(
             escape(
                 f"{rec.start:%Y-%m-%d %H:%M:%S}  {rec.session:<12}  %{rec.pane:<5} "
-                f"{len(rec.parts):>5}  {rec.size:<11}  {visits}\n    {rec.id}"
+                f"{len(rec.parts):>5}  {rec.size:<11}  {visits}"
             )
         )
+        print(f"    {rec.id}")  # fixed pattern: digits, the policy's session name
     if not audited:
         print("(the audit trail is not readable here: visits shown from the recordings' markers)")
     return 0

@@ -188,3 +188,34 @@ def test_the_recorder_writes_asciicast_v2_with_continuation_files(tmp_path: Path
 
 def test_eight_bit_introducers_are_filtered_like_seven_bit_ones() -> None:
     assert replay.Sanitiser().feed("a\x9d52;c;eA==\x9cb\x9b1mc\x85") == "ab\x1b[1mc"
+
+
+def test_recordings_lists_a_recording_with_its_marker(tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir(mode=0o700)
+    argv = [
+        str(gktest.PYTHON), "-I", "-m", "gatekeeper.host.recorder", "--policy", "/nonexistent",
+        "--session", "s", "--dir", str(rec), "--limit", "65536", "--tmux", "/bin/false",
+        "--socket", "/nonexistent", "--mark", "join bob read-only", "%4",
+    ]  # fmt: skip
+    subprocess.run(argv, input=b"hello\n", check=True, timeout=60)
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        f'version = 1\n[audit]\nsink = "file"\nfile = "{audit}"\n'
+        f'[sessions.s]\nsocket = "{tmp_path}/sock"\nowner = "root"\ntarget = "s"\n'
+        f'record = "on"\nrecordings = "{rec}"\n'
+    )
+    policy.chmod(0o644)
+    ctl = [str(gktest.GATEKEEPERCTL), "recordings", "--policy", str(policy)]
+    out = subprocess.run(ctl, capture_output=True, text=True, check=True, timeout=60).stdout
+    (name,) = (p.name for p in rec.iterdir())
+    lines = out.splitlines()
+    assert lines[1].split()[2:4] == ["s", "%4"]
+    assert lines[1].endswith("marker: join bob read-only")
+    assert lines[2].strip() == name.removesuffix("_000.cast")
+    rows = subprocess.run([*ctl, "--json"], capture_output=True, text=True, check=True).stdout
+    (row,) = map(json.loads, rows.splitlines())
+    assert row["files"] == [str(rec / name)]
+    assert row["visits"] == []
