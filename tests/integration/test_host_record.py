@@ -14,11 +14,15 @@ import secrets
 import signal
 import stat
 from pathlib import Path
+from typing import Any
 
 import gktest
 import pytest
 from gkhost import Observer
-from test_host_share import (  # the share tier's harness: one host, one observer
+
+# The share tier's harness (one host, one observer), a sibling test module: pytest
+# imports it by bare name, mypy sees it only as integration.test_host_share.
+from test_host_share import (  # type: ignore[import-not-found]  # see above
     EXIT_TIMEOUT,
     NOT_SHARED,
     Host,
@@ -62,7 +66,7 @@ def host_env_of(accounts) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": accounts.host.home, "LANG": "C.UTF-8", "TERM": "xterm"}
 
 
-def events(path: Path) -> tuple[dict, list[list]]:
+def events(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:
     lines = path.read_text().splitlines()
     return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
 
@@ -193,7 +197,7 @@ def test_a_broken_recordings_directory_detaches_the_guest_only_when_required(
         kind: len(journal.messages(f"GATEKEEPER_EVENT={kind}")) for kind in ("record", "revoke")
     }
 
-    def new(kind: str) -> dict | None:
+    def new(kind: str) -> dict[str, Any] | None:
         found = journal.messages(f"GATEKEEPER_EVENT={kind}")
         return found[-1] if len(found) > seen[kind] else None
 

@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import gktest
 import gkunit
@@ -92,7 +93,7 @@ def test_the_pipe_command_holds_only_validated_words_and_numeric_formats() -> No
         (("Mallory#{pane_id}", None, "left", "::1"), "gatekeeper: unknown-account left from ::1"),
     ],
 )  # fmt: skip
-def test_the_host_notice_uses_only_checked_words(args: tuple, expected: str) -> None:
+def test_the_host_notice_uses_only_checked_words(args: tuple[Any, ...], expected: str) -> None:
     assert visits.notice(*args) == expected
 
 
@@ -144,7 +145,7 @@ def test_drawing_sequences_pass_and_titles_pass_only_when_asked() -> None:
     assert replay.Sanitiser(allow_title=True).feed("\x1b]52;c;eA==\x07") == ""
 
 
-def _cast(tmp_path: Path, events: list[list]) -> Path:
+def _cast(tmp_path: Path, events: list[list[Any]]) -> Path:
     path = tmp_path / "x.cast"
     header = {"version": 2, "width": 80, "height": 24, "timestamp": 1_800_000_000}
     path.write_text("\n".join(json.dumps(e) for e in [header, *events]) + "\n")
