@@ -21,7 +21,7 @@ from typing import Any, Final
 from gatekeeper import policycache
 from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
 from gatekeeper.model import READ_WRITE, Policy
-from gatekeeper.policy import PolicyError, Problem, load, parse
+from gatekeeper.policy import DEFAULT_PATH, PolicyError, Problem, load, parse
 
 #: argv[0] basenames that can start a shell unless restricted, and how to restrict them.
 _SHELL_CAPABLE: Final = {
@@ -215,8 +215,24 @@ def _print(report: Report) -> None:
             print(f"{report.file}: note: no grants: every request is denied")
 
 
+def _cache_dir(args: argparse.Namespace, path: str) -> str | None:
+    """Where this check may refresh the validated-policy cache, if anywhere.
+
+    Only the live policy's cache (or an explicit ``--cache-dir``): checking a
+    candidate file - ``validate: 'gatekeeperctl check %s'`` in Ansible, like
+    ``visudo -cf`` - must leave the live cache exactly as it was.
+    """
+    if args.no_cache:
+        return None
+    if args.cache_dir is not None:
+        return str(args.cache_dir)
+    live = os.path.realpath(DEFAULT_PATH)
+    return policycache.DEFAULT_DIR if os.path.realpath(path) == live else None
+
+
 def _run(args: argparse.Namespace) -> int:
-    report = check(policy_path(args), cache_dir=None if args.no_cache else args.cache_dir)
+    path = policy_path(args)
+    report = check(path, cache_dir=_cache_dir(args, path))
     if args.json:
         data: dict[str, Any] = asdict(report)
         data["ok"] = report.ok
@@ -237,9 +253,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir",
         metavar="DIR",
-        default=policycache.DEFAULT_DIR,
-        help="where root stores the validated policy for the gatekeeper "
-        f"(default: {policycache.DEFAULT_DIR}; other values are for tests)",
+        help="where root stores the validated policy for the gatekeeper (default: "
+        f"{policycache.DEFAULT_DIR}, and only when PATH is the live policy {DEFAULT_PATH}; "
+        "checking any other file leaves the cache alone, so 'check %%s' is a safe "
+        "config-management validator; exit 0 valid, 1 not)",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="do not write the validated-policy cache"

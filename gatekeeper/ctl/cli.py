@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from gatekeeper import __version__
+from gatekeeper.ctl.auditlog import time_values
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS: Final = (
@@ -46,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run one subcommand; return its exit code."""
-    args = parser().parse_args(argv)
+    args = parser().parse_args(time_values(sys.argv[1:] if argv is None else argv))
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

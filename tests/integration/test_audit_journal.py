@@ -95,26 +95,32 @@ def connect(account, policy: Path, command: str, tty: Pty, **extra: str):
     )
 
 
-def forge(account, journal, record: dict, *, hold: bool = False) -> subprocess.Popen[bytes]:
+def forge(
+    account, journal, record: dict, *, hold: bool = False, native: tuple[str, ...] = ("user",)
+) -> subprocess.Popen[bytes]:
     """Send ``record`` as ``account`` with the native protocol, tagged as the gatekeeper.
 
     With ``hold`` the sender stays alive until its stdin closes, so journald
-    sees its real ``_EXE``/``_CMDLINE``.
+    sees its real ``_EXE``/``_CMDLINE``. ``native`` record fields are copied
+    into ``GATEKEEPER_*`` fields, as a forger who wants to show up in
+    filtered views (``--user``, answered from journald's index) does.
     """
     code = (
         "import json, os, sys\n"
         "from gatekeeper import journald\n"
         "record = json.loads(sys.argv[2])\n"
         "record['pid'] = record.get('pid', os.getpid())\n"
+        "native = {'GATEKEEPER_' + k.upper(): str(record[k])\n"
+        "          for k in sys.argv[4:] if k in record}\n"
         "journald.send(sys.argv[1], {'MESSAGE': json.dumps(record), "
         "'SYSLOG_IDENTIFIER': 'gatekeeper', 'PRIORITY': '6', "
-        "'GATEKEEPER_CONNECTION_ID': record['connection_id']})\n"
+        "'GATEKEEPER_CONNECTION_ID': record['connection_id'], **native})\n"
         "print('sent', flush=True)\n"
         "sys.stdin.read() if sys.argv[3] == 'hold' else None\n"
     )
     argv = [str(gktest.PYTHON), "-I", "-c", code, journal.socket, json.dumps(record)]
     return subprocess.Popen(
-        [*argv, "hold" if hold else "go"],
+        [*argv, "hold" if hold else "go", *native],
         user=account.uid,
         group=account.gid,
         extra_groups=account.groups,
