@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pwd
 import re
 import sys
@@ -28,7 +29,7 @@ from typing import Any, Final
 
 from gatekeeper import auditread
 from gatekeeper.auditread import Entry, Filters, GuestSession
-from gatekeeper.ctl.common import add_policy_option
+from gatekeeper.ctl.common import DEFAULT_PATH, add_policy_option
 from gatekeeper.model import AuditConfig
 from gatekeeper.textsafe import escape
 
@@ -248,23 +249,32 @@ def _policy(args: argparse.Namespace) -> tuple[AuditConfig, dict[str, int], set[
     Without a policy: the defaults, no owners (host-side events unverified)
     and no targets (any exec target but the interpreter is accepted).
     """
-    from gatekeeper import policy as policy_module  # noqa: PLC0415 - pydantic is heavy
+    from gatekeeper import policycache  # noqa: PLC0415 - only when a policy is read
 
-    path = args.policy or policy_module.DEFAULT_PATH
-    try:
-        loaded = policy_module.load(path)
-    except policy_module.PolicyError as error:
-        fatal = args.policy is not None and not (args.file or args.namespace or args.directory)
-        if fatal or args.policy is not None or error.kind != "missing":
-            consequence = "" if fatal else " (host-side events stay unverified)"
-            print(
-                f"gatekeeperctl audit: cannot use the policy{consequence}: "
-                f"{escape(error.render())}",
-                file=sys.stderr,
-            )
-        if fatal:
-            raise _ConfigError from error
-        return (error.audit or AuditConfig()), {}, set()
+    path = args.policy or DEFAULT_PATH
+    if args.policy is None and not os.path.exists(path):
+        return AuditConfig(), {}, set()
+    # The validated-policy cache (gatekeeperctl check, run as root) spares pydantic.
+    cached = policycache.lookup(path)
+    if cached is not None:
+        loaded = cached
+    else:
+        from gatekeeper import policy as policy_module  # noqa: PLC0415 - pydantic is heavy
+
+        try:
+            loaded = policy_module.load(path)
+        except policy_module.PolicyError as error:
+            fatal = args.policy is not None and not (args.file or args.namespace or args.directory)
+            if fatal or args.policy is not None or error.kind != "missing":
+                consequence = "" if fatal else " (host-side events stay unverified)"
+                print(
+                    f"gatekeeperctl audit: cannot use the policy{consequence}: "
+                    f"{escape(error.render())}",
+                    file=sys.stderr,
+                )
+            if fatal:
+                raise _ConfigError from error
+            return (error.audit or AuditConfig()), {}, set()
     owners: dict[str, int] = {}
     for name, session in loaded.sessions.items():
         try:

@@ -218,16 +218,20 @@ def _print(report: Report) -> None:
 def _cache_dir(args: argparse.Namespace, path: str) -> str | None:
     """Where this check may refresh the validated-policy cache, if anywhere.
 
-    Only the live policy's cache (or an explicit ``--cache-dir``): checking a
-    candidate file - ``validate: 'gatekeeperctl check %s'`` in Ansible, like
-    ``visudo -cf`` - must leave the live cache exactly as it was.
+    Only for a policy in use: the default one, one the cache already holds
+    (a non-default policy named by sshd's ``ForceCommand``, cached before), or
+    with an explicit ``--cache-dir``. Checking a candidate file -
+    ``validate: 'gatekeeperctl check %s'`` in Ansible, like ``visudo -cf`` -
+    leaves the cache directory exactly as it was.
     """
     if args.no_cache:
         return None
     if args.cache_dir is not None:
         return str(args.cache_dir)
-    live = os.path.realpath(DEFAULT_PATH)
-    return policycache.DEFAULT_DIR if os.path.realpath(path) == live else None
+    default = policycache.DEFAULT_DIR
+    if os.path.realpath(path) == os.path.realpath(DEFAULT_PATH):
+        return default
+    return default if os.path.exists(policycache.cache_file(path, default)) else None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -253,10 +257,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help="where root stores the validated policy for the gatekeeper (default: "
-        f"{policycache.DEFAULT_DIR}, and only when PATH is the live policy {DEFAULT_PATH}; "
-        "checking any other file leaves the cache alone, so 'check %%s' is a safe "
-        "config-management validator; exit 0 valid, 1 not)",
+        help="store the validated policy for the gatekeeper here (root only). Without it: "
+        f"{policycache.DEFAULT_DIR}, and only for {DEFAULT_PATH} or a policy already "
+        "cached there; any other file leaves the cache alone, so 'check %%s' is a "
+        "config-management validator (exit 0 valid, 1 not)",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="do not write the validated-policy cache"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Final
 
-from gatekeeper.policy import DEFAULT_PATH
+#: gatekeeper.policy.DEFAULT_PATH, not imported from there: that module loads
+#: pydantic, which subcommands such as ``audit`` do not otherwise need.
+DEFAULT_PATH: Final = "/etc/gatekeeper.toml"
 
 
 def add_policy_option(parser: argparse.ArgumentParser) -> None:
