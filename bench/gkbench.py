@@ -843,6 +843,12 @@ def start_scale_journald(stack: contextlib.ExitStack) -> Journal:
     stack.callback(remove_namespace, namespace)
     stack.callback(stop, process)
     wait_for(lambda: Path(journal.socket).is_socket(), 10, "the scale journald socket")
+    # A namespaced journald exits after 30 s idle without a stdout stream (it
+    # expects socket activation): hold one open while the measurements run.
+    stdout_socket = Path(journal.socket).with_name("stdout")
+    wait_for(stdout_socket.is_socket, 10, "the scale journald stdout socket")
+    keepalive = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    keepalive.connect(str(stdout_socket))
     return journal
 
 

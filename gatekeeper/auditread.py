@@ -658,14 +658,14 @@ def merge_by_time(streams: Sequence[Iterator[Entry]]) -> Iterator[Entry]:
     return heapq.merge(*streams, key=lambda e: e.time)
 
 
-def access_hint(source: Source) -> str | None:
+def access_hint(source: Source | None = None) -> str | None:
     """Why journalctl may show nothing: the caller cannot read the journal (or None).
 
     On Debian, membership in ``systemd-journal`` (or ``adm``) grants read
     access to the system journal and namespaces; without it journalctl
     silently shows only the caller's own entries.
     """
-    if os.geteuid() == 0 or source.files or source.directory:
+    if os.geteuid() == 0 or (source is not None and (source.files or source.directory)):
         return None
     import grp  # noqa: PLC0415 - only for this hint
 

@@ -126,14 +126,34 @@ class Journal:
     def by_connection(self, connection_id: str) -> list[dict[str, Any]]:
         return self.records(f"GATEKEEPER_CONNECTION_ID={connection_id}")
 
+    @property
+    def directory(self) -> Path:
+        """Where this namespace's journal files are (persistent, else volatile)."""
+        machine_id = Path("/etc/machine-id").read_text().strip()
+        persistent = Path(f"/var/log/journal/{machine_id}.{self.namespace}")
+        return (
+            persistent
+            if persistent.is_dir()
+            else Path(f"/run/log/journal/{machine_id}.{self.namespace}")
+        )
+
 
 @contextlib.contextmanager
-def journald(namespace: str) -> Iterator[Journal]:
+def journald(namespace: str, hostname: str | None = None) -> Iterator[Journal]:
+    """A journald for ``namespace``; with ``hostname``, in a UTS namespace of that name.
+
+    journald stamps every entry with ``_HOSTNAME`` from ``gethostname()``: a
+    journald of its own hostname stands in for another machine of a fleet.
+    """
     binary = "/lib/systemd/systemd-journald"
     require(Path(binary).exists(), binary)
-    process = subprocess.Popen(
-        [binary, namespace], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    argv = [binary, namespace]
+    if hostname is not None:
+        require_tool("unshare", "hostname")
+        # unshare and sh exec in place: the pid stays journald's, for terminate().
+        script = 'hostname "$0" && exec "$@"'
+        argv = ["unshare", "--uts", "--", "/bin/sh", "-c", script, hostname, *argv]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = Journal(namespace, process)
     # A namespaced journald exits after 30 s without a stdout stream (it expects socket
     # activation to restart it): hold one stream open so a quiet stretch of a test
