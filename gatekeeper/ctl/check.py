@@ -259,8 +259,8 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="store the validated policy for the gatekeeper here (root only). Without it: "
         f"{policycache.DEFAULT_DIR}, and only for {DEFAULT_PATH} or a policy already "
-        "cached there; any other file leaves the cache alone, so 'check %%s' is a "
-        "config-management validator (exit 0 valid, 1 not)",
+        "cached there; any other file leaves the cache alone, so check serves as a "
+        "config-management validator (Ansible validate; exit 0 valid, 1 not)",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="do not write the validated-policy cache"
