@@ -69,6 +69,8 @@ OUTPUT_FIELDS: Final = ("MESSAGE", *(f for f in META_FIELDS if not f.startswith(
 #: (archived: ``remote-HOST@SEQNUM-...journal``, ``...journal~`` after a crash).
 _REMOTE_FILE = re.compile(r"^remote-(.+?)(@[^@/]*)?\.journal~?$")
 JOURNAL_MAGIC: Final = b"LPKSHHRH"
+#: The HOST of records from a journal file that names no source host.
+UNNAMED_SOURCE: Final = "-"
 _NAMESPACE_SOCKET = re.compile(r"^/run/systemd/journal\.([A-Za-z0-9_.-]+)/socket$")
 
 
@@ -268,6 +270,11 @@ class Origin:
 
     def check(self, claimed: str | None) -> tuple[Trust, str] | None:
         """None when ``_HOSTNAME`` agrees with the file; else the verdict and why."""
+        if self.host == UNNAMED_SOURCE:
+            return "unverified", (
+                f"claims host {claimed or '?'}; its journal file names no source host "
+                "(not a SplitMode=host file of systemd-journal-remote)"
+            )
         if claimed is None:
             return "forged", f"no _HOSTNAME, file is from {self.host}"
         name = claimed.lower()
@@ -539,7 +546,8 @@ def collector_sources(
     ``SplitMode=host`` writes ``remote-HOST.journal`` (plus archived
     ``remote-HOST@...journal``) per source; each host is read by its own
     journalctl so every record keeps the file it came from. Files that name
-    no source (``SplitMode=none``) are read together with no origin.
+    no source (``SplitMode=none``, a copied journal) are read together and
+    attributed to nobody (:data:`UNNAMED_SOURCE`): their records are unverified.
     """
     by_host: dict[str, list[str]] = {}
     loose: list[str] = []
@@ -554,7 +562,7 @@ def collector_sources(
         for host, files in sorted(by_host.items())
     ]
     if loose:
-        sources.append(Source(files=tuple(loose)))
+        sources.append(Source(files=tuple(loose), origin=Origin(UNNAMED_SOURCE, frozenset())))
     return sources
 
 
@@ -1033,6 +1041,15 @@ class SessionJoiner:
                 key = (visit.connect.host, str(visit.connect.record.get("pid")))
                 self._forget(self._connects, key, visit)
                 self._close(visit)
+
+    @property
+    def held(self) -> int:
+        """How many visits are held (open, or finished and waiting their turn)."""
+        return (
+            sum(len(v) for v in self._connects.values())
+            + sum(len(v) for v in self._joins.values())
+            + len(self._done)
+        )
 
     def finish(self) -> None:
         """The stream ended: every visit still open is final as it is."""

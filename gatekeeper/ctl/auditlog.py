@@ -412,7 +412,8 @@ def _audit(args: argparse.Namespace) -> int:
     if collector is not None:
         if args.follow:
             raise _UsageError(
-                "--follow reads one journal: use --file DIR/remote-HOST.journal for one host"
+                "--follow does not read journal files or directories: "
+                "use journalctl --file PATH --follow, or run audit again"
             )
         streams = [
             auditread.stream_journal(

@@ -240,3 +240,15 @@ def test_a_collector_attributes_records_to_the_host_whose_file_they_came_from(
     rows_blind = {json.loads(x)["connection_id"]: json.loads(x) for x in blind.stdout.splitlines()}
     assert rows_blind[f"{tag}-b"]["trust"] == "unverified"
     assert "no name is known for 127.0.0.2" in rows_blind[f"{tag}-b"]["trust_reason"]
+
+    # A journal file that names no source host (copied, or SplitMode=none): nobody
+    # vouches for where its records came from.
+    copied = world_dir / "copied"
+    copied.mkdir()
+    (copied / "system.journal").write_bytes((output / "remote-127.0.0.2.journal").read_bytes())
+    loose = audit("--directory", str(copied), "--hosts", str(hosts), "--json")
+    assert loose.returncode == 0, loose.stderr
+    rows_loose = {json.loads(x)["connection_id"]: json.loads(x) for x in loose.stdout.splitlines()}
+    assert rows_loose[f"{tag}-b"]["host"] == "-"
+    assert rows_loose[f"{tag}-b"]["trust"] == "unverified"
+    assert "names no source host" in rows_loose[f"{tag}-b"]["trust_reason"]

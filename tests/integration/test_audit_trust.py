@@ -6,6 +6,7 @@ The metadata below is what journald attaches (``_UID``, ``_PID``, ``_EXE``,
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,8 @@ import pytest
 
 from gatekeeper import auditread
 from gatekeeper.audit import MESSAGE_IDS
-from gatekeeper.auditread import Entry
+from gatekeeper.auditread import Entry, Filters
+from gatekeeper.ctl.auditlog import time_values
 
 PYTHON = str(Path(sys.executable).resolve())
 LAUNCHER = "/usr/bin/gatekeeper"
@@ -137,3 +139,100 @@ def test_time_words(text: str, expected: datetime) -> None:
 def test_an_unreadable_time_says_what_is_accepted() -> None:
     with pytest.raises(ValueError, match="ISO 8601"):
         auditread.parse_time("last tuesday", now=T0)
+
+
+LEAVE = {**JOIN, "event": "leave", "ended": "detached"}
+
+
+def visit_records(index: int, pid: int, start: float) -> list[Entry]:
+    connect = {**ATTACH, "pid": pid, "connection_id": f"v{index}"}
+    join = {**JOIN, "client_pid": pid}
+    return [
+        entry(connect, start),
+        entry(join, start + 1),
+        entry({**LEAVE, "client_pid": pid}, start + 2),
+    ]
+
+
+def test_sessions_of_a_long_journal_hold_only_open_visits() -> None:
+    """20,000 visits stream through; the joiner never holds more than one at a time."""
+    joiner = auditread.SessionJoiner()
+    most = 0
+    done = 0
+    for index in range(20_000):
+        for record in visit_records(index, 1000 + index % 7, index * 10.0):
+            joiner.feed(record)
+            most = max(most, joiner.held)
+        done += len(list(joiner.drain()))
+    joiner.finish()
+    done += len(list(joiner.drain(final=True)))
+    assert done == 20_000
+    assert most <= 1
+
+
+def test_sessions_come_out_in_start_order_when_a_long_one_ends_last() -> None:
+    long_visit = visit_records(0, 11, 0.0)
+    short_visit = visit_records(1, 22, 5.0)
+    stream = [long_visit[0], long_visit[1], *short_visit, long_visit[2]]
+    order = [v.field("connection_id") for v in auditread.stream_sessions(stream, Filters())]
+    assert order == ["v0", "v1"]
+
+
+def test_a_pid_reused_before_any_leave_ends_the_earlier_visit() -> None:
+    first = visit_records(0, 33, 0.0)[:2]  # connect and join, no leave
+    second = visit_records(1, 33, 100.0)
+    visits = list(auditread.stream_sessions([*first, *second], Filters()))
+    assert [(v.field("connection_id"), v.ended) for v in visits] == [
+        ("v0", "no-leave-record"),
+        ("v1", "detached"),
+    ]
+
+
+def test_a_connect_without_a_join_is_let_go_after_the_grace() -> None:
+    lonely = entry({**ATTACH, "pid": 44, "connection_id": "lonely"}, 0)
+    later = visit_records(1, 55, 600.0)
+    joiner = auditread.SessionJoiner()
+    for record in [lonely, *later]:
+        joiner.feed(record)
+    out = [(v.field("connection_id"), v.ended) for v in joiner.drain()]
+    assert out == [("lonely", "no-join-record"), ("v1", "detached")]
+
+
+def test_filters_become_journalctl_matches() -> None:
+    filters = Filters(user="pair", person="bob\x1b", decision="deny", events=("connect",))
+    assert filters.matches() == [
+        "GATEKEEPER_USER=pair",
+        "GATEKEEPER_PERSON=bob\\x1b",
+        "GATEKEEPER_DECISION=deny",
+        "GATEKEEPER_EVENT=connect",
+    ]
+    # --sessions: only what connect, join and leave all carry; no event match.
+    assert filters.matches(sessions=True) == ["GATEKEEPER_USER=pair"]
+
+
+def test_a_native_field_that_disagrees_with_the_message_is_forged() -> None:
+    record = {**CONNECT, "user": "pair"}
+    line = json.dumps(
+        {"MESSAGE": json.dumps(record), "_UID": "1001", "_PID": "4242",
+         "GATEKEEPER_USER": "admin"}
+    )  # fmt: skip
+    found = auditread.from_journal(line, CONFIG)
+    assert found is not None
+    assert (found.trust, found.why) == ("forged", "GATEKEEPER_USER disagrees with the record")
+    # CONTROL: the same record with an agreeing native field is trusted.
+    agreeing = json.loads(line) | {"GATEKEEPER_USER": "pair"}
+    assert auditread.from_journal(json.dumps(agreeing), CONFIG).trust == "trusted"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["audit", "--since", "-3min"], ["audit", "--since=-3min"]),
+        (["audit", "--until", "-1h", "--json"], ["audit", "--until=-1h", "--json"]),
+        (["audit", "--since", "--user", "x"], ["audit", "--since", "--user", "x"]),
+        (["audit", "--since", "today"], ["audit", "--since", "today"]),
+        (["audit", "--", "--since", "-3min"], ["audit", "--", "--since", "-3min"]),
+    ],
+)
+def test_relative_times_after_a_space(argv: list[str], expected: list[str]) -> None:
+    assert time_values(argv) == expected
