@@ -460,6 +460,15 @@ def _audit(args: argparse.Namespace) -> int:
                 _follow(auditread.stream_journal(argv, trust), filters, as_json=args.json)
                 return 0
             entries = auditread.stream_journal(argv, trust)
+            if args.sessions and (filters.person or filters.connection or filters.decision):
+
+                def read(matches: Sequence[str], since: datetime | None) -> Iterator[Entry]:
+                    return auditread.stream_journal(
+                        auditread.journalctl_argv(source, identifier, since, None, matches=matches),
+                        trust,
+                    )
+
+                entries = auditread.targeted_session_entries(read, filters) or entries
     if args.sessions:
         _print_sessions(entries, filters, as_json=args.json, hosts=hosts)
     else:

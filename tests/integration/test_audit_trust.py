@@ -236,3 +236,43 @@ def test_a_native_field_that_disagrees_with_the_message_is_forged() -> None:
 )
 def test_relative_times_after_a_space(argv: list[str], expected: list[str]) -> None:
     assert time_values(argv) == expected
+
+
+def test_a_narrow_sessions_filter_reads_connects_then_only_their_accounts() -> None:
+    """``--sessions --person bob``: two indexed queries, not the whole journal."""
+    bob = {**ATTACH, "user": "pair", "person": "bob", "connection_id": "b1"}
+    carol = {**ATTACH, "user": "pair", "person": "carol", "pid": 5151, "connection_id": "c1"}
+    journal = [
+        entry(bob, 0),
+        entry(carol, 1),
+        entry({**JOIN, "user": "pair"}, 2),
+        entry({**JOIN, "user": "pair", "client_pid": 5151}, 3),
+        entry({**LEAVE, "user": "pair"}, 10),
+        entry({**LEAVE, "user": "pair", "client_pid": 5151}, 20),
+        entry({**JOIN, "user": "other", "client_pid": 9}, 30),
+    ]
+    asked: list[list[str]] = []
+
+    def read(matches, since):
+        asked.append(list(matches))
+        native = {"user": "GATEKEEPER_USER", "person": "GATEKEEPER_PERSON",
+                  "event": "GATEKEEPER_EVENT"}  # fmt: skip
+        for found in journal:
+            if since is not None and found.time < since:
+                continue
+            fields = {f"{native[k]}={v}" for k, v in found.record.items() if k in native}
+            by_field: dict[str, set[str]] = {}
+            for match in matches:
+                by_field.setdefault(match.split("=")[0], set()).add(match)
+            if all(fields & wanted for wanted in by_field.values()):
+                yield found
+
+    filters = Filters(person="bob")
+    entries = auditread.targeted_session_entries(read, filters)
+    assert entries is not None
+    visits = list(auditread.stream_sessions(entries, filters))
+    assert [(v.field("person"), v.ended, v.duration) for v in visits] == [("bob", "detached", 8.0)]
+    assert asked == [
+        ["GATEKEEPER_PERSON=bob", "GATEKEEPER_EVENT=connect"],
+        ["GATEKEEPER_EVENT=join", "GATEKEEPER_EVENT=leave", "GATEKEEPER_USER=pair"],
+    ]
