@@ -667,7 +667,7 @@ def merge_by_time(streams: Sequence[Iterator[Entry]]) -> Iterator[Entry]:
 
 
 def access_hint(source: Source | None = None) -> str | None:
-    """Why journalctl may show nothing: the caller cannot read the journal (or None).
+    """How to get journal read access, when the caller lacks it (else None).
 
     On Debian, membership in ``systemd-journal`` (or ``adm``) grants read
     access to the system journal and namespaces; without it journalctl
@@ -683,9 +683,8 @@ def access_hint(source: Source | None = None) -> str | None:
             if grp.getgrnam(name).gr_gid in groups:
                 return None
     return (
-        "you cannot read other accounts' journal entries, so records and their PERSON "
-        "may be missing: add yourself to the systemd-journal group "
-        "(adduser $USER systemd-journal, then log in again) or run as root"
+        "add yourself to the systemd-journal group (adduser $USER systemd-journal, "
+        "then log in again) or run as root"
     )
 
 

@@ -446,7 +446,11 @@ def _audit(args: argparse.Namespace) -> int:
             namespace = args.namespace or auditread.namespace_of(config.journal_socket)
             source = auditread.Source(namespace=namespace)
             if (hint := auditread.access_hint(source)) is not None:
-                print(f"gatekeeperctl audit: note: {hint}", file=sys.stderr)
+                print(
+                    "gatekeeperctl audit: note: you cannot read other accounts' journal "
+                    f"entries, so records are missing and PERSON shows '-': {hint}",
+                    file=sys.stderr,
+                )
             argv = auditread.journalctl_argv(
                 source,
                 identifier,

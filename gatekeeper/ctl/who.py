@@ -131,7 +131,11 @@ def _explain_unknown_people(policy: Policy, rows: list[dict[str, Any]]) -> None:
     from gatekeeper import auditread  # noqa: PLC0415 - only for this note
 
     if (hint := auditread.access_hint()) is not None:
-        print(f"gatekeeperctl who: note: PERSON is '-': {hint}", file=sys.stderr)
+        print(
+            "gatekeeperctl who: note: PERSON shows '-' because you cannot read the "
+            f"gatekeeper's connect records in the journal: {hint}",
+            file=sys.stderr,
+        )
 
 
 def register(subparsers: Any) -> None:
