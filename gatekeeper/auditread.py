@@ -63,6 +63,7 @@ META_FIELDS: Final = (
 )
 #: The native fields the gatekeeper writes beside MESSAGE (``GATEKEEPER_USER``, ...).
 NATIVE_FIELDS: Final = tuple("GATEKEEPER_" + name.upper() for name in JOURNAL_FIELDS)
+_NATIVE_PAIRS: Final = tuple(zip(JOURNAL_FIELDS, NATIVE_FIELDS, strict=True))
 #: What ``journalctl --output-fields`` prints: the reader needs nothing else.
 OUTPUT_FIELDS: Final = ("MESSAGE", *(f for f in META_FIELDS if not f.startswith("__")))
 #: A file systemd-journal-remote writes with ``SplitMode=host``: ``remote-HOST.journal``
@@ -299,11 +300,15 @@ def _native_mismatch(raw: Mapping[str, Any], record: Mapping[str, Any]) -> str |
     journalctl matches on these fields, so a record whose native fields say
     one thing and whose MESSAGE another is flagged rather than mis-filtered.
     """
-    for name, native in zip(JOURNAL_FIELDS, NATIVE_FIELDS, strict=True):
-        if native not in raw:
+    for name, native in _NATIVE_PAIRS:
+        sent = raw.get(native)
+        if sent is None:
             continue
         value = record.get(name)
-        if value is None or _text(raw[native]) != escape(str(value)):
+        if value is None:
+            return f"{native} disagrees with the record"
+        text = value if type(value) is str else str(value)
+        if (sent if type(sent) is str else _text(sent)) != escape(text):
             return f"{native} disagrees with the record"
     return None
 
@@ -325,7 +330,10 @@ def from_journal(
         return None
     meta: dict[str, str] = {}
     for name in META_FIELDS:
-        text = _text(raw.get(name)) if name in raw else None
+        value = raw.get(name)
+        if value is None:
+            continue
+        text = value if type(value) is str else _text(value)
         if text is not None:
             meta[name] = text
     try:
