@@ -188,15 +188,28 @@ class Journal:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def start_journald(stack: contextlib.ExitStack) -> Journal:
-    namespace = f"gkbench{os.getpid()}"
+def start_journald(
+    stack: contextlib.ExitStack, prefix: str = "gkbench", conf: str | None = None
+) -> Journal:
+    """A private namespace ``PREFIX<pid>`` (``conf``: its journald@.conf, removed after)."""
+    namespace = f"{prefix}{os.getpid()}"
+    if conf is not None:
+        path = Path(f"/etc/systemd/journald@{namespace}.conf")
+        path.write_text(conf)
+        stack.callback(path.unlink, missing_ok=True)
     process = subprocess.Popen(
         [JOURNALD, namespace], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     journal = Journal(namespace)
     stack.callback(remove_namespace, namespace)
     stack.callback(stop, process)
-    wait_for(lambda: Path(journal.socket).is_socket(), 10, "the journald socket")
+    wait_for(lambda: Path(journal.socket).is_socket(), 10, f"the {prefix} journald socket")
+    # A namespaced journald exits after 30 s idle without a stdout stream (it
+    # expects socket activation): hold one open while the bench runs.
+    stdout_socket = Path(journal.socket).with_name("stdout")
+    wait_for(stdout_socket.is_socket, 10, f"the {prefix} journald stdout socket")
+    keepalive = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    keepalive.connect(str(stdout_socket))
     return journal
 
 
@@ -830,27 +843,11 @@ sock.send(journald.encode({"MESSAGE": str(first + count), "SYSLOG_IDENTIFIER": i
 
 def start_scale_journald(stack: contextlib.ExitStack) -> Journal:
     """A namespace without rate limiting, big enough for a million records."""
-    namespace = f"gkscale{os.getpid()}"
-    conf = Path(f"/etc/systemd/journald@{namespace}.conf")
-    conf.write_text(
+    conf = (
         "[Journal]\nStorage=persistent\nRateLimitIntervalSec=0\nRateLimitBurst=0\n"
         "SystemMaxUse=16G\nSystemKeepFree=2G\nSystemMaxFileSize=1G\n"
     )
-    stack.callback(conf.unlink, missing_ok=True)
-    process = subprocess.Popen(
-        [JOURNALD, namespace], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    journal = Journal(namespace)
-    stack.callback(remove_namespace, namespace)
-    stack.callback(stop, process)
-    wait_for(lambda: Path(journal.socket).is_socket(), 10, "the scale journald socket")
-    # A namespaced journald exits after 30 s idle without a stdout stream (it
-    # expects socket activation): hold one open while the measurements run.
-    stdout_socket = Path(journal.socket).with_name("stdout")
-    wait_for(stdout_socket.is_socket, 10, "the scale journald stdout socket")
-    keepalive = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
-    keepalive.connect(str(stdout_socket))
-    return journal
+    return start_journald(stack, "gkscale", conf)
 
 
 def generate(ctx: Context, journal: Journal, ident: str, first: int, count: int) -> float:
