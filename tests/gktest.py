@@ -149,9 +149,10 @@ def journald(namespace: str, hostname: str | None = None) -> Iterator[Journal]:
     require(Path(binary).exists(), binary)
     argv = [binary, namespace]
     if hostname is not None:
-        require_tool("unshare", "hostname")
-        # unshare and sh exec in place: the pid stays journald's, for terminate().
-        script = 'hostname "$0" && exec "$@"'
+        require_tool("unshare")
+        # The UTS namespace's own hostname (no hostname(1) needed); unshare and sh
+        # exec in place, so the pid stays journald's, for terminate().
+        script = 'printf %s "$0" >/proc/sys/kernel/hostname && exec "$@"'
         argv = ["unshare", "--uts", "--", "/bin/sh", "-c", script, hostname, *argv]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = Journal(namespace, process)
