@@ -16,12 +16,13 @@ stopped by pid and everything it creates is removed, also on Ctrl-C:
 Parts: (1) start->exec beside ``python3 -I -c pass``, ``python -I -c "import
 structlog"`` and authprogs; (2) end-to-end ssh logins, gatekeeper vs
 ``/bin/true``; (3) a 10-grant vs a 10,000-grant policy; (4) N simultaneous
-logins, every one audited exactly once; (5) audit review at scale: records
-generated through a private journald namespace's native socket, then
-``audit --user X --json`` beside ``journalctl GATEKEEPER_USER=X -o json``,
-``audit --json`` beside ``journalctl -o json | jq -c .MESSAGE`` and the peak
-RSS of ``audit --sessions``, per journal size (``--scale-sizes``). Variants
-run alternately, round by round, so a load change on the machine hits all of them alike; the table
+logins, every one audited exactly once; (5) pane output throughput with the
+session recorder on vs off; (6) audit review at scale: records generated
+through a private journald namespace's native socket, then ``audit --user X
+--json`` beside ``journalctl GATEKEEPER_USER=X -o json``, ``audit --json``
+beside ``journalctl -o json | jq -c .MESSAGE`` and the peak RSS of ``audit
+--sessions``, per journal size (``--scale-sizes``). Variants run alternately,
+round by round, so a load change on the machine hits all of them alike; the table
 shows medians and the ratios of medians. Nothing here is a test: it asserts
 nothing and reports the targets as met or not.
 """
@@ -762,6 +763,82 @@ class Context:
         return {"PATH": "/usr/bin:/bin", "HOME": str(self.work), "LANG": "C.UTF-8"}
 
 
+def part_recording(report: Report, ctx: Context, rounds: int, megabytes: int) -> None:
+    """(5) Pane output throughput with the recorder on vs off, side by side.
+
+    One tmux server (root's, private socket), one pane; each round ``cat``s the
+    same file and signals ``tmux wait-for``; with recording on, the round ends
+    only when the recorder has written the final marker too (the pipe drained).
+    """
+    tmux = shutil.which("tmux") or "/usr/bin/tmux"
+    sock = str(ctx.work / "rec-bench.sock")
+    data = ctx.work / "rec-bench.txt"
+    line = ("0123456789abcdefghijklmnopqrstuvwxyz" * 3)[:99] + "\n"
+    with data.open("w") as handle:
+        handle.write(line * (megabytes * 1024 * 1024 // len(line)))
+    recordings = ctx.work / "rec-bench"
+    recordings.mkdir(mode=0o700)
+
+    def cmd(*args: str) -> str:
+        return run([tmux, "-S", sock, *args]).stdout
+
+    cmd("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "200", "-y", "50", "sh")
+    pane = cmd("display-message", "-p", "-t", "b:", "#{pane_id}").strip()
+    recorder = (
+        f"exec {ctx.python} -I -m gatekeeper.host.recorder --policy /nonexistent "
+        f"--session bench --dir {recordings} --limit {64 * 1024 * 1024} --tmux {tmux} "
+        f"--socket {sock} --size 200x50 #{{pane_id}} >/dev/null 2>&1"
+    )
+    timings: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for index in range(rounds + 1):
+            for variant in ("off", "on"):
+                if variant == "on":
+                    cmd("pipe-pane", "-O", "-t", pane, recorder)
+                token = secrets.token_hex(4)
+                start = time.monotonic()
+                # The output ends with END<token>, which the typed line itself does not contain.
+                cmd("send-keys", "-t", pane,
+                    f"cat {data}; printf '%s%s\\n' END {token}; tmux -S {sock} wait-for -S {token}",
+                    "Enter")  # fmt: skip
+                run([tmux, "-S", sock, "wait-for", token], timeout=600)
+                if variant == "on":
+
+                    def drained(t: str = f"END{token}") -> bool:
+                        files = sorted(recordings.glob("*.cast"))
+                        if not files:
+                            return False
+                        with files[-1].open("rb") as handle:
+                            handle.seek(max(0, handle.seek(0, 2) - 4096))
+                            return t.encode() in handle.read()
+
+                    deadline = time.monotonic() + 600
+                    while not drained() and time.monotonic() < deadline:
+                        time.sleep(0.005)  # a fine poll: its latency counts in the timing
+                    cmd("pipe-pane", "-t", pane)
+                elapsed = time.monotonic() - start
+                if index:  # round 0 warms the page cache
+                    timings[variant].append(elapsed)
+                for path in recordings.glob("*.cast"):
+                    path.unlink()
+                cmd("clear-history", "-t", pane)
+    finally:
+        with contextlib.suppress(RuntimeError):
+            cmd("kill-server")
+    off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
+    ratio = off / on
+    report.data["recording"] = timings
+    report.row(
+        f"5 pane output, {megabytes} MB via cat, recording off", f"{megabytes / off:.1f} MB/s"
+    )
+    report.row(f"5 pane output, {megabytes} MB via cat, recording on", f"{megabytes / on:.1f} MB/s")
+    report.row(
+        "5 throughput ratio on/off",
+        f"{ratio:.2f}x",
+        f">= 0.90x: {'met' if ratio >= 0.9 else 'NOT met'}",
+    )
+
+
 def remove_caches(paths: list[str]) -> None:
     import hashlib  # noqa: PLC0415 - the bench's only use
 
@@ -794,7 +871,7 @@ def machine() -> str:
     )
 
 
-# --------------------------------------------------------------------------- part 5: scale
+# --------------------------------------------------------------------------- part 6: scale
 
 #: Run by the venv's Python as a script, so it stands in for the launcher and its
 #: records are trusted like real ones (audit --launcher names it): the project's
@@ -804,7 +881,7 @@ def machine() -> str:
 #: serves them all; a quarter of the records are denials.
 GENERATOR = r"""
 import json, os, socket, sys
-from gatekeeper import audit, journald
+from gatekeeper.login import audit, journald
 path, ident, first, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 sock.connect(path)
@@ -918,7 +995,7 @@ def timed_pipeline(argvs: Sequence[Sequence[str]]) -> tuple[float, int, int, int
 
 
 def part_scale(report: Report, ctx: Context, sizes: Sequence[int], rounds: int) -> None:
-    """(5) audit at scale: journald's index vs the reader, side by side per size."""
+    """(6) audit at scale: journald's index vs the reader, side by side per size."""
     with contextlib.ExitStack() as stack:
         journal = start_scale_journald(stack)
         ident = "gkscale"
@@ -930,7 +1007,7 @@ def part_scale(report: Report, ctx: Context, sizes: Sequence[int], rounds: int) 
         scaling: list[dict[str, Any]] = []
         for size in sizes:
             seconds = generate(ctx, journal, ident, have, size - have)
-            log(f"part 5: {size} records in the namespace ({size - have} sent in {seconds:.1f} s)")
+            log(f"part 6: {size} records in the namespace ({size - have} sent in {seconds:.1f} s)")
             have = size
             variants: dict[str, list[Sequence[str]]] = {
                 "audit --user": [[*audit, "--user", "scale7", "--json"]],
@@ -958,7 +1035,7 @@ def part_scale(report: Report, ctx: Context, sizes: Sequence[int], rounds: int) 
             med = {name: statistics.median(values) for name, values in samples.items()}
             user_ratio = med["audit --user"] / med["journalctl match"]
             full_ratio = med["audit --json"] / med["journalctl | jq"]
-            label = f"(5) {size:,} records"
+            label = f"(6) {size:,} records"
             report.row(
                 f"{label}: audit --user X --json / journalctl GATEKEEPER_USER=X",
                 f"{med['audit --user']:.2f} s / {med['journalctl match']:.2f} s = "
@@ -1019,13 +1096,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uv", default="", help="uv binary (bench/run passes the bootstrap's)")
     parser.add_argument("--no-authprogs", action="store_true", help="skip the peer baseline")
     parser.add_argument("--json", type=Path, help="also write every sample here")
-    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run (default: all)")
+    parser.add_argument("--record-mb", type=int, default=100, help="MB through the pane, part 5")
     parser.add_argument(
         "--scale-sizes",
         default="10000,100000",
-        help="part 5: journal sizes, cumulative (e.g. 10000,100000,1000000; 1M takes minutes)",
+        help="part 6: journal sizes, cumulative (e.g. 10000,100000,1000000; 1M takes minutes)",
     )
-    parser.add_argument("--scale-rounds", type=int, default=3, help="alternating rounds, part 5")
+    parser.add_argument("--scale-rounds", type=int, default=3, help="alternating rounds, part 6")
     args = parser.parse_args(argv)
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--uv" in shown:
@@ -1033,7 +1111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = shown
     if args.quick:
         args.rounds, args.ssh_rounds, args.warmup, args.logins = 2, 2, 1, 5
-        args.sizes, args.check_rounds = "10,100", 1
+        args.sizes, args.check_rounds, args.record_mb = "10,100", 1, 5
         args.scale_sizes, args.scale_rounds = "1000", 1
     sizes = tuple(int(s) for s in args.sizes.split(","))
     parts = set(args.parts.split(","))
@@ -1092,12 +1170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "1" in parts:
             log("part 1: start->exec")
             part_start_exec(report, ctx, args.rounds, authprogs)
+        if "5" in parts:
+            log(f"part 5: pane output with recording on vs off ({args.record_mb} MB)")
+            part_recording(report, ctx, min(args.rounds, 5), args.record_mb)
         if "3" in parts:
             log("part 3: policy size")
             part_policy_size(report, ctx, args.rounds, (sizes[0], sizes[1]), args.check_rounds)
-        if "5" in parts:
+        if "6" in parts:
             scale = [int(n) for n in args.scale_sizes.split(",")]
-            log(f"part 5: audit at scale, {', '.join(f'{n:,}' for n in scale)} records")
+            log(f"part 6: audit at scale, {', '.join(f'{n:,}' for n in scale)} records")
             part_scale(report, ctx, scale, args.scale_rounds)
         if "2" in parts or "4" in parts:
             log("starting sshd")

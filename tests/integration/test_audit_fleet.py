@@ -36,7 +36,7 @@ UPLOAD = "/lib/systemd/systemd-journal-upload"
 #: A host-side record as root writes it with the project's own writer.
 SEND = (
     "import json, sys\n"
-    "from gatekeeper import audit, journald\n"
+    "from gatekeeper.login import audit, journald\n"
     "record = json.loads(sys.argv[2])\n"
     "message = json.dumps(record, ensure_ascii=True)\n"
     "journald.send(sys.argv[1], audit.journal_fields(record, 'gatekeeper', message))\n"

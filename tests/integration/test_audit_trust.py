@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import auditread
-from gatekeeper.audit import MESSAGE_IDS
-from gatekeeper.auditread import Entry, Filters
-from gatekeeper.ctl.auditlog import time_values
+from gatekeeper.login.audit import MESSAGE_IDS
+from gatekeeper.review import auditread
+from gatekeeper.review.auditlog import time_values
+from gatekeeper.review.auditread import Entry, Filters
 
 PYTHON = str(Path(sys.executable).resolve())
 LAUNCHER = "/usr/bin/gatekeeper"

@@ -39,16 +39,16 @@ def test_the_quick_bench_runs_every_part_and_leaves_nothing_behind() -> None:
         "(2) gatekeeper / /bin/true over ssh",
         "(3) 100 / 10 grants, start->exec",
         "(4) login latency p50 / p95 / max",
-        "(5) 1,000 records: audit --user X --json / journalctl GATEKEEPER_USER=X",
-        "(5) 1,000 records: audit --json / journalctl -o json | jq -c .MESSAGE",
-        "(5) 1,000 records: audit --sessions peak RSS",
+        "(6) 1,000 records: audit --user X --json / journalctl GATEKEEPER_USER=X",
+        "(6) 1,000 records: audit --json / journalctl -o json | jq -c .MESSAGE",
+        "(6) 1,000 records: audit --sessions peak RSS",
     )
     for part in parts:
         assert part in table, table
     assert "FAILED" not in table, table
     assert re.search(r"\(4\) 5 simultaneous logins: succeeded \s*\| 5/5 ", table), table
     assert re.search(r"\| 5 \(5, 5\) ", table), table  # 5 records, 5 connection ids, 5 allow
-    # Part 5 read back every generated record, and joined them into 250 visits.
+    # Part 6 read back every generated record, and joined them into 250 visits.
     assert "(1000 / 1000)" in table, table
     assert "250 visits" in table, table
 
