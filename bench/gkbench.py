@@ -17,8 +17,12 @@ Parts: (1) start->exec beside ``python3 -I -c pass``, ``python -I -c "import
 structlog"`` and authprogs; (2) end-to-end ssh logins, gatekeeper vs
 ``/bin/true``; (3) a 10-grant vs a 10,000-grant policy; (4) N simultaneous
 logins, every one audited exactly once; (5) pane output throughput with the
-session recorder on vs off. Variants run alternately, round by
-round, so a load change on the machine hits all of them alike; the table
+session recorder on vs off; (6) audit review at scale: records generated
+through a private journald namespace's native socket, then ``audit --user X
+--json`` beside ``journalctl GATEKEEPER_USER=X -o json``, ``audit --json``
+beside ``journalctl -o json | jq -c .MESSAGE`` and the peak RSS of ``audit
+--sessions``, per journal size (``--scale-sizes``). Variants run alternately,
+round by round, so a load change on the machine hits all of them alike; the table
 shows medians and the ratios of medians. Nothing here is a test: it asserts
 nothing and reports the targets as met or not.
 """
@@ -38,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +68,9 @@ TARGETS = {
     "start_exec_vs_structlog": 1.30,
     "end_to_end_vs_true": 1.35,
     "policy_10k_vs_10": 1.25,
+    "audit_user_vs_match": 1.5,
+    "audit_full_vs_jq": 2.0,
+    "sessions_rss_mb": 200,
 }
 
 
@@ -103,9 +111,16 @@ def create_guest(work: Path, stack: contextlib.ExitStack) -> Guest:
     return guest
 
 
-def start_journald(stack: contextlib.ExitStack) -> Journal:
-    """A private journald namespace for the whole run, removed at the end."""
-    return stack.enter_context(journald(f"gkbench{os.getpid()}"))
+def start_journald(
+    stack: contextlib.ExitStack, prefix: str = "gkbench", conf: str | None = None
+) -> Journal:
+    """A private namespace ``PREFIX<pid>`` for the run (``conf``: its journald@.conf)."""
+    namespace = f"{prefix}{os.getpid()}"
+    if conf is not None:
+        path = Path(f"/etc/systemd/journald@{namespace}.conf")
+        path.write_text(conf)
+        stack.callback(path.unlink, missing_ok=True)
+    return stack.enter_context(journald(namespace))
 
 
 def build_venv(work: Path, uv: str) -> Path:
@@ -487,7 +502,7 @@ def part_policy_size(
     for _ in range(check_rounds):
         for size in sizes:
             start = time.perf_counter()
-            run([str(ctx.ctl), "check", str(paths[size])])
+            run([str(ctx.ctl), "check", "--cache-dir", CACHE_DIR, str(paths[size])])
             check_times[size].append(time.perf_counter() - start)
     env = {
         "PATH": "/usr/bin:/bin",
@@ -722,6 +737,200 @@ def machine() -> str:
     )
 
 
+# --------------------------------------------------------------------------- part 6: scale
+
+#: Run by the venv's Python as a script, so it stands in for the launcher and its
+#: records are trusted like real ones (audit --launcher names it): the project's
+#: own writer (audit.journal_fields + journald.encode) over one connected
+#: datagram socket, as fast as journald takes them (a full AF_UNIX datagram queue
+#: blocks the sender: nothing is dropped). Visits follow one another, so one pid
+#: serves them all; a quarter of the records are denials.
+GENERATOR = r"""
+import json, os, socket, sys
+from gatekeeper.login import audit, journald
+path, ident, first, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.connect(path)
+pid = os.getpid()
+for i in range(first, first + count):
+    visit, step = divmod(i, 4)
+    user = f"scale{visit % 50}"
+    record = {"user": user, "uid": 0, "person": f"p{visit % 200}",
+              "client_addr": f"10.{visit % 200}.{visit % 97}.{visit % 251}",
+              "client_port": 40000 + visit % 20000, "pid": pid,
+              "version": "bench", "timestamp": "2026-01-01T00:00:00Z"}
+    if step == 0:
+        record.update(event="connect", decision="allow", reason="granted", session="pair",
+                      mode="read-only", connection_id=f"c{visit:015x}",
+                      original_command="attach pair", original_command_bytes=11,
+                      argv=["/usr/bin/tmux", "-N", "-S", "/run/gk/pair", "attach"])
+    elif step == 1:
+        record.update(event="join", decision="allow", session="pair", mode="read-only",
+                      client_pid=pid, tty="/dev/pts/3",
+                      connection_id=f"c{visit:015x}")
+    elif step == 2:
+        record.update(event="leave", decision="allow", session="pair", mode="read-only",
+                      client_pid=pid, tty="/dev/pts/3", ended="detached",
+                      duration_seconds=61.5)
+    else:
+        record.update(event="connect", decision="deny", reason="no_grant",
+                      connection_id=f"d{visit:015x}", original_command="attach other",
+                      original_command_bytes=12)
+    if (mid := audit.message_id(record)) is not None:
+        record["message_id"] = mid
+    message = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+    sock.send(journald.encode(audit.journal_fields(record, ident, message)))
+sock.send(journald.encode({"MESSAGE": str(first + count), "SYSLOG_IDENTIFIER": ident + "-done"}))
+"""
+
+
+def start_scale_journald(stack: contextlib.ExitStack) -> Journal:
+    """A namespace without rate limiting, big enough for a million records."""
+    conf = (
+        "[Journal]\nStorage=persistent\nRateLimitIntervalSec=0\nRateLimitBurst=0\n"
+        "SystemMaxUse=16G\nSystemKeepFree=2G\nSystemMaxFileSize=1G\n"
+    )
+    return start_journald(stack, "gkscale", conf)
+
+
+def generate(ctx: Context, journal: Journal, ident: str, first: int, count: int) -> float:
+    """Send ``count`` records; return the seconds until journald had them all."""
+    clock = time.monotonic()
+    script = ctx.work / "gkscale-generator"
+    script.write_text(GENERATOR)
+    run([str(ctx.python), "-I", str(script), journal.socket, ident, str(first), str(count)])
+    want = str(first + count)
+
+    def done() -> bool:
+        out = subprocess.run(
+            ["journalctl", f"--namespace={journal.namespace}", "-o", "cat", "--no-pager",
+             "-n", "1", f"SYSLOG_IDENTIFIER={ident}-done"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+        return bool(out) and out[-1] == want
+
+    wait_for(done, 600, f"{count} generated records")
+    return time.monotonic() - clock
+
+
+def _sample_hwm(pid: int, peak: list[int]) -> None:
+    """Keep the last ``VmHWM`` (the process's own peak RSS, KiB) until it exits."""
+    path = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            return
+        found = [int(x.split()[1]) for x in lines if x.startswith("VmHWM:")]
+        if not found:  # a zombie has no memory map left: the last sample stands
+            return
+        peak[0] = max(peak[0], found[0])
+        time.sleep(0.05)  # sampling interval, not synchronisation
+
+
+def timed_pipeline(argvs: Sequence[Sequence[str]]) -> tuple[float, int, int, int]:
+    """Run ``a | b | ... | wc -l``; return seconds, output lines and two peaks (KiB).
+
+    The peaks are of the first process: its own ``VmHWM`` (sampled) and
+    wait4's ``ru_maxrss``, the largest of it and the children it waited for
+    (for ``audit``: its journalctl, whose mapped journal files count).
+    """
+    clock = time.monotonic()
+    processes: list[subprocess.Popen[bytes]] = []
+    stdin: Any = subprocess.DEVNULL
+    for argv in [*argvs, ["wc", "-l"]]:
+        process = subprocess.Popen(
+            list(argv), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        if processes and processes[-1].stdout is not None:
+            processes[-1].stdout.close()  # the next process holds it now
+        processes.append(process)
+        stdin = process.stdout
+    own = [0]
+    sampler = threading.Thread(target=_sample_hwm, args=(processes[0].pid, own), daemon=True)
+    sampler.start()
+    out = processes[-1].communicate()[0]
+    sampler.join()
+    _, status, usage = os.wait4(processes[0].pid, 0)
+    for process in processes[1:-1]:
+        process.wait()
+    seconds = time.monotonic() - clock
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(argvs[0])} failed ({status})")
+    return seconds, int(out.split()[0]), own[0], usage.ru_maxrss
+
+
+def part_scale(report: Report, ctx: Context, sizes: Sequence[int], rounds: int) -> None:
+    """(6) audit at scale: journald's index vs the reader, side by side per size."""
+    with contextlib.ExitStack() as stack:
+        journal = start_scale_journald(stack)
+        ident = "gkscale"
+        ns = f"--namespace={journal.namespace}"
+        audit = [str(ctx.ctl), "audit", ns, "--identifier", ident]
+        audit += ["--policy", str(ctx.policy_small)]
+        audit += ["--launcher", str(ctx.work / "gkscale-generator")]
+        have = 0
+        scaling: list[dict[str, Any]] = []
+        for size in sizes:
+            seconds = generate(ctx, journal, ident, have, size - have)
+            log(f"part 6: {size} records in the namespace ({size - have} sent in {seconds:.1f} s)")
+            have = size
+            variants: dict[str, list[Sequence[str]]] = {
+                "audit --user": [[*audit, "--user", "scale7", "--json"]],
+                "journalctl match": [["journalctl", ns, "GATEKEEPER_USER=scale7", "-o", "json"]],
+                "audit --json": [[*audit, "--json"]],
+                "journalctl | jq": [
+                    ["journalctl", ns, f"SYSLOG_IDENTIFIER={ident}", "-o", "json"],
+                    ["jq", "-c", ".MESSAGE"],
+                ],
+                "audit --sessions": [[*audit, "--sessions", "--json"]],
+            }
+            samples: dict[str, list[float]] = {name: [] for name in variants}
+            lines: dict[str, int] = {}
+            own = 0
+            rss = {"audit --sessions": 0, "journalctl | jq": 0}
+            for _ in range(rounds):
+                for name, argvs in variants.items():
+                    took, count, hwm, peak = timed_pipeline(argvs)
+                    samples[name].append(took)
+                    lines[name] = count
+                    if name in rss:
+                        rss[name] = max(rss[name], peak)
+                    if name == "audit --sessions":
+                        own = max(own, hwm)
+            med = {name: statistics.median(values) for name, values in samples.items()}
+            user_ratio = med["audit --user"] / med["journalctl match"]
+            full_ratio = med["audit --json"] / med["journalctl | jq"]
+            label = f"(6) {size:,} records"
+            report.row(
+                f"{label}: audit --user X --json / journalctl GATEKEEPER_USER=X",
+                f"{med['audit --user']:.2f} s / {med['journalctl match']:.2f} s = "
+                f"{user_ratio:.2f}x ({lines['audit --user']} records)",
+                verdict(user_ratio, TARGETS["audit_user_vs_match"]),
+            )
+            report.row(
+                f"{label}: audit --json / journalctl -o json | jq -c .MESSAGE",
+                f"{med['audit --json']:.2f} s / {med['journalctl | jq']:.2f} s = "
+                f"{full_ratio:.2f}x ({lines['audit --json']} / {lines['journalctl | jq']})",
+                verdict(full_ratio, TARGETS["audit_full_vs_jq"]),
+            )
+            peak_mb = own / 1024
+            report.row(
+                f"{label}: audit --sessions peak RSS (the reader's own VmHWM)",
+                f"{peak_mb:.0f} MB, {med['audit --sessions']:.2f} s, "
+                f"{lines['audit --sessions']} visits; with its journalctl "
+                f"{rss['audit --sessions'] / 1024:.0f} MB (journalctl -o json alone "
+                f"{rss['journalctl | jq'] / 1024:.0f} MB: mapped journal files)",
+                f"<= {TARGETS['sessions_rss_mb']:.0f} MB: "
+                + ("met" if peak_mb <= TARGETS["sessions_rss_mb"] else "NOT met"),
+            )
+            scaling.append(
+                {"size": size, "median_s": med, "reader_hwm_kib": own, "tree_rss_kib": rss,
+                 "lines": lines}
+            )  # fmt: skip
+        report.data["scale"] = scaling
+
+
 def render(report: Report, args: argparse.Namespace, started: datetime, seconds: float) -> str:
     width = max(len("measurement"), *(len(r[0]) for r in report.rows))
     vwidth = max(len("median / value"), *(len(r[1]) for r in report.rows))
@@ -753,8 +962,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uv", default="", help="uv binary (bench/run passes the bootstrap's)")
     parser.add_argument("--no-authprogs", action="store_true", help="skip the peer baseline")
     parser.add_argument("--json", type=Path, help="also write every sample here")
-    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run (default: all)")
     parser.add_argument("--record-mb", type=int, default=100, help="MB through the pane, part 5")
+    parser.add_argument(
+        "--scale-sizes",
+        default="10000,100000",
+        help="part 6: journal sizes, cumulative (e.g. 10000,100000,1000000; 1M takes minutes)",
+    )
+    parser.add_argument("--scale-rounds", type=int, default=3, help="alternating rounds, part 6")
     args = parser.parse_args(argv)
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--uv" in shown:
@@ -763,6 +978,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.ssh_rounds, args.warmup, args.logins = 2, 2, 1, 5
         args.sizes, args.check_rounds, args.record_mb = "10,100", 1, 5
+        args.scale_sizes, args.scale_rounds = "1000", 1
     sizes = tuple(int(s) for s in args.sizes.split(","))
     parts = set(args.parts.split(","))
     if os.geteuid() != 0:
@@ -805,7 +1021,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.chmod(0o644)
         ctx.cached_paths += [str(ctx.policy_small), str(ctx.policy_nocache), str(conc)]
         for path in (ctx.policy_small, conc):
-            run([str(ctx.ctl), "check", str(path)])  # writes the validated-policy cache
+            # writes the validated-policy cache (explicitly: not the default policy)
+            run([str(ctx.ctl), "check", "--cache-dir", CACHE_DIR, str(path)])
 
         authprogs: Path | None = None
         if args.no_authprogs:
@@ -825,6 +1042,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "3" in parts:
             log("part 3: policy size")
             part_policy_size(report, ctx, args.rounds, (sizes[0], sizes[1]), args.check_rounds)
+        if "6" in parts:
+            scale = [int(n) for n in args.scale_sizes.split(",")]
+            log(f"part 6: audit at scale, {', '.join(f'{n:,}' for n in scale)} records")
+            part_scale(report, ctx, scale, args.scale_rounds)
         if "2" in parts or "4" in parts:
             log("starting sshd")
             sshd = start_sshd(

@@ -99,10 +99,12 @@ def shared_dir(prefix: str = "gk-test-") -> Path:
 
 
 @contextlib.contextmanager
-def journald(namespace: str) -> Iterator[Journal]:
+def journald(namespace: str, hostname: str | None = None) -> Iterator[Journal]:
     """A private journald namespace for the block (skipped, or failed under CI, without one)."""
     require(Path(JOURNALD).exists(), JOURNALD)
-    with _journald(namespace) as journal:
+    if hostname is not None:
+        require_tool("unshare")
+    with _journald(namespace, hostname) as journal:
         yield journal
 
 

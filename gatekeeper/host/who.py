@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,7 +120,22 @@ def _run(args: argparse.Namespace) -> int:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
+    _explain_unknown_people(policy, rows)
     return 0
+
+
+def _explain_unknown_people(policy: Policy, rows: list[dict[str, Any]]) -> None:
+    """One stderr line when PERSON is ``-`` because the caller cannot read the journal."""
+    if policy.audit.sink != "journald" or all(r["host"] or r["person"] for r in rows):
+        return
+    from gatekeeper.review import auditread  # noqa: PLC0415 - only for this note
+
+    if (hint := auditread.access_hint()) is not None:
+        print(
+            "gatekeeperctl who: note: PERSON shows '-' because you cannot read the "
+            f"gatekeeper's connect records in the journal: {hint}",
+            file=sys.stderr,
+        )
 
 
 def register(subparsers: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Final
 from gatekeeper.cli.common import add_policy_option, policy_path, print_json
 from gatekeeper.policy import cache as policycache
 from gatekeeper.policy.loader import PolicyError, Problem, load, parse
-from gatekeeper.policy.model import READ_WRITE, Policy
+from gatekeeper.policy.model import DEFAULT_PATH, READ_WRITE, Policy
 
 #: argv[0] basenames that can start a shell unless restricted, and how to restrict them.
 _SHELL_CAPABLE: Final = {
@@ -215,8 +215,28 @@ def _print(report: Report) -> None:
             print(f"{report.file}: note: no grants: every request is denied")
 
 
+def _cache_dir(args: argparse.Namespace, path: str) -> str | None:
+    """Where this check may refresh the validated-policy cache, if anywhere.
+
+    Only for a policy in use: the default one, one the cache already holds
+    (a non-default policy named by sshd's ``ForceCommand``, cached before), or
+    with an explicit ``--cache-dir``. Checking a candidate file -
+    ``validate: 'gatekeeperctl check %s'`` in Ansible, like ``visudo -cf`` -
+    leaves the cache directory exactly as it was.
+    """
+    if args.no_cache:
+        return None
+    if args.cache_dir is not None:
+        return str(args.cache_dir)
+    default = policycache.DEFAULT_DIR
+    if os.path.realpath(path) == os.path.realpath(DEFAULT_PATH):
+        return default
+    return default if os.path.exists(policycache.cache_file(path, default)) else None
+
+
 def _run(args: argparse.Namespace) -> int:
-    report = check(policy_path(args), cache_dir=None if args.no_cache else args.cache_dir)
+    path = policy_path(args)
+    report = check(path, cache_dir=_cache_dir(args, path))
     if args.json:
         data: dict[str, Any] = asdict(report)
         data["ok"] = report.ok
@@ -237,9 +257,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir",
         metavar="DIR",
-        default=policycache.DEFAULT_DIR,
-        help="where root stores the validated policy for the gatekeeper "
-        f"(default: {policycache.DEFAULT_DIR}; other values are for tests)",
+        help="store the validated policy for the gatekeeper here (root only). Without it: "
+        f"{policycache.DEFAULT_DIR}, and only for {DEFAULT_PATH} or a policy already "
+        "cached there; any other file leaves the cache alone, so check serves as a "
+        "config-management validator (Ansible validate; exit 0 valid, 1 not)",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="do not write the validated-policy cache"

@@ -25,17 +25,24 @@ name) is *unverified*. Nothing here prints: text is escaped by the caller.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import ipaddress
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import tempfile
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from gatekeeper.login.audit import message_id
+from gatekeeper.login.audit import JOURNAL_FIELDS, message_id
+from gatekeeper.login.textsafe import escape
 
 Trust = Literal["trusted", "forged", "unverified"]
 
@@ -50,9 +57,21 @@ META_FIELDS: Final = (
     "_CMDLINE",
     "_COMM",
     "MESSAGE_ID",
+    "_HOSTNAME",
     "__REALTIME_TIMESTAMP",
     "__CURSOR",
 )
+#: The native fields the gatekeeper writes beside MESSAGE (``GATEKEEPER_USER``, ...).
+NATIVE_FIELDS: Final = tuple("GATEKEEPER_" + name.upper() for name in JOURNAL_FIELDS)
+_NATIVE_PAIRS: Final = tuple(zip(JOURNAL_FIELDS, NATIVE_FIELDS, strict=True))
+#: What ``journalctl --output-fields`` prints: the reader needs nothing else.
+OUTPUT_FIELDS: Final = ("MESSAGE", *(f for f in META_FIELDS if not f.startswith("__")))
+#: A file systemd-journal-remote writes with ``SplitMode=host``: ``remote-HOST.journal``
+#: (archived: ``remote-HOST@SEQNUM-...journal``, ``...journal~`` after a crash).
+_REMOTE_FILE = re.compile(r"^remote-(.+?)(@[^@/]*)?\.journal~?$")
+JOURNAL_MAGIC: Final = b"LPKSHHRH"
+#: The HOST of records from a journal file that names no source host.
+UNNAMED_SOURCE: Final = "-"
 _NAMESPACE_SOCKET = re.compile(r"^/run/systemd/journal\.([A-Za-z0-9_.-]+)/socket$")
 
 
@@ -73,6 +92,10 @@ class Entry:
     trust: Trust
     why: str = ""
     meta: Mapping[str, str] = field(default_factory=dict)
+    #: The host the record is attributed to (a collector's per-source file), if any.
+    host: str | None = None
+    #: True when the trust verdict rests on another host's word (read from a collector).
+    claimed: bool = False
 
     @property
     def event(self) -> str:
@@ -87,6 +110,9 @@ class Entry:
         out["source"] = self.source
         out["journal"] = {k: v for k, v in self.meta.items() if k != "__CURSOR"}
         out["received"] = self.time.isoformat()
+        if self.host is not None or self.claimed:
+            out["host"] = self.host
+            out["trust_scope"] = "host-claim" if self.claimed else "local"
         return out
 
 
@@ -229,8 +255,73 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def from_journal(line: bytes | str, config: TrustConfig) -> Entry | None:
-    """Parse one ``journalctl -o json`` line; None for lines that are not entries."""
+@dataclass(frozen=True)
+class Origin:
+    """The host a collector's journal file came from (SECURITY.md §31).
+
+    ``host`` is what systemd-journal-remote named the file after: the peer's
+    address (Debian builds it without ``--trust``, so even over HTTPS it is
+    the address) or a certificate's name. ``names`` are the names the
+    auditor knows for it (``--hosts`` or /etc/hosts, reverse DNS), lower case;
+    a record's ``_HOSTNAME`` must be one of them.
+    """
+
+    host: str
+    names: frozenset[str]
+
+    def check(self, claimed: str | None) -> tuple[Trust, str] | None:
+        """None when ``_HOSTNAME`` agrees with the file; else the verdict and why."""
+        if self.host == UNNAMED_SOURCE:
+            return "unverified", (
+                f"claims host {claimed or '?'}; its journal file names no source host "
+                "(not a SplitMode=host file of systemd-journal-remote)"
+            )
+        if claimed is None:
+            return "forged", f"no _HOSTNAME, file is from {self.host}"
+        name = claimed.lower()
+        if name in self.names or name.split(".")[0] in {n.split(".")[0] for n in self.names}:
+            return None
+        if not self.known:
+            return "unverified", (
+                f"claims host {claimed}; no name is known for {self.host} (pass --hosts FILE)"
+            )
+        shown = ", ".join(sorted(self.names - {self.host.lower()}))
+        return "forged", f"claims host {claimed}, but its file is from {self.host} ({shown})"
+
+    @property
+    def known(self) -> bool:
+        """Whether any name besides the address itself is known."""
+        return bool(self.names - {self.host.lower()})
+
+
+def _native_mismatch(raw: Mapping[str, Any], record: Mapping[str, Any]) -> str | None:
+    """The first ``GATEKEEPER_*`` field that disagrees with the record, if any.
+
+    journalctl matches on these fields, so a record whose native fields say
+    one thing and whose MESSAGE another is flagged rather than mis-filtered.
+    """
+    for name, native in _NATIVE_PAIRS:
+        sent = raw.get(native)
+        if sent is None:
+            continue
+        value = record.get(name)
+        if value is None:
+            return f"{native} disagrees with the record"
+        text = value if type(value) is str else str(value)
+        if (sent if type(sent) is str else _text(sent)) != escape(text):
+            return f"{native} disagrees with the record"
+    return None
+
+
+def from_journal(
+    line: bytes | str, config: TrustConfig, origin: Origin | None = None
+) -> Entry | None:
+    """Parse one ``journalctl -o json`` line; None for lines that are not entries.
+
+    With ``origin`` (a collector's file) the record is attributed to that
+    host; a ``_HOSTNAME`` that disagrees is flagged, and whatever the
+    per-record checks find is only that host's claim (``claimed``).
+    """
     try:
         raw = json.loads(line)
     except ValueError:
@@ -239,13 +330,18 @@ def from_journal(line: bytes | str, config: TrustConfig) -> Entry | None:
         return None
     meta: dict[str, str] = {}
     for name in META_FIELDS:
-        text = _text(raw.get(name)) if name in raw else None
+        value = raw.get(name)
+        if value is None:
+            continue
+        text = value if type(value) is str else _text(value)
         if text is not None:
             meta[name] = text
     try:
         time = datetime.fromtimestamp(int(meta.get("__REALTIME_TIMESTAMP", "0")) / 1e6, UTC)
     except ValueError:
         time = datetime.fromtimestamp(0, UTC)
+    host = origin.host if origin is not None else None
+    claimed = origin is not None
     message = _text(raw.get("MESSAGE"))
     record: Any = None
     if message is not None:
@@ -256,9 +352,16 @@ def from_journal(line: bytes | str, config: TrustConfig) -> Entry | None:
             "event": "?",
             "detail": message if message is not None else repr(raw.get("MESSAGE")),
         }
-        return Entry(shown, time, "journal", "forged", "MESSAGE is not one JSON record", meta)
+        why = "MESSAGE is not one JSON record"
+        return Entry(shown, time, "journal", "forged", why, meta, host, claimed)
     trust, why = check(record, meta, config)
-    return Entry(record, time, "journal", trust, why, meta)
+    if trust != "forged" and (mismatch := _native_mismatch(raw, record)) is not None:
+        trust, why = "forged", mismatch
+    if origin is not None and trust != "forged":
+        verdict = origin.check(meta.get("_HOSTNAME"))
+        if verdict is not None:
+            trust, why = verdict
+    return Entry(record, time, "journal", trust, why, meta, host, claimed)
 
 
 def from_file_line(line: bytes) -> Entry | None:
@@ -381,19 +484,128 @@ def namespace_of(socket_path: str) -> str | None:
     raise ReadError(f"cannot tell the journald namespace of {socket_path}: pass --namespace")
 
 
+@dataclass(frozen=True)
+class Source:
+    """What one journalctl reads: the system journal, a namespace, or journal files."""
+
+    namespace: str | None = None
+    files: tuple[str, ...] = ()
+    directory: str | None = None
+    origin: Origin | None = None
+
+    def options(self) -> list[str]:
+        """Journalctl's source options."""
+        if self.files:
+            return [f"--file={path}" for path in self.files]
+        if self.directory is not None:
+            return [f"--directory={self.directory}"]
+        if self.namespace is not None:
+            return [f"--namespace={self.namespace}"]
+        return []
+
+
+def is_journal_file(path: str) -> bool:
+    """Whether ``path`` is a journald file (its magic), not the JSON-lines file sink."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(JOURNAL_MAGIC)) == JOURNAL_MAGIC
+    except OSError:
+        return False
+
+
+def read_hosts(path: str) -> dict[str, set[str]]:
+    """An /etc/hosts-style file: address -> lower-case names (missing file: empty)."""
+    names: dict[str, set[str]] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                words = line.split("#", 1)[0].split()
+                if len(words) >= 2:
+                    key = _address_key(words[0])
+                    names.setdefault(key, set()).update(w.lower() for w in words[1:])
+    except OSError:
+        return {}
+    return names
+
+
+def _address_key(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text.lower()
+
+
+def origin_for(host: str, hosts: Mapping[str, set[str]], *, resolve: bool = True) -> Origin:
+    """The :class:`Origin` of files from ``host`` with every name known for it."""
+    key = _address_key(host)
+    names = {host.lower(), *hosts.get(key, set())}
+    if resolve:
+        with contextlib.suppress(OSError, UnicodeError):
+            name, aliases, _ = socket.gethostbyaddr(key)
+            names.update(n.lower() for n in (name, *aliases))
+    return Origin(host, frozenset(names))
+
+
+def collector_sources(
+    paths: Sequence[str], hosts: Mapping[str, set[str]], *, resolve: bool = True
+) -> list[Source]:
+    """One :class:`Source` per sending host, from systemd-journal-remote's files.
+
+    ``SplitMode=host`` writes ``remote-HOST.journal`` (plus archived
+    ``remote-HOST@...journal``) per source; each host is read by its own
+    journalctl so every record keeps the file it came from. Files that name
+    no source (``SplitMode=none``, a copied journal) are read together and
+    attributed to nobody (:data:`UNNAMED_SOURCE`): their records are unverified.
+    """
+    by_host: dict[str, list[str]] = {}
+    loose: list[str] = []
+    for path in sorted(paths):
+        match = _REMOTE_FILE.fullmatch(os.path.basename(path))
+        if match:
+            by_host.setdefault(match.group(1), []).append(path)
+        else:
+            loose.append(path)
+    sources = [
+        Source(files=tuple(files), origin=origin_for(host, hosts, resolve=resolve))
+        for host, files in sorted(by_host.items())
+    ]
+    if loose:
+        sources.append(Source(files=tuple(loose), origin=Origin(UNNAMED_SOURCE, frozenset())))
+    return sources
+
+
+def journal_files(directory: str) -> list[str]:
+    """The journal files in a collector's directory (and its subdirectories)."""
+    found: list[str] = []
+    for root, _dirs, names in os.walk(directory):
+        found += [os.path.join(root, n) for n in names if n.endswith((".journal", ".journal~"))]
+    if not found and not os.path.isdir(directory):
+        raise ReadError(f"{directory}: no such directory")
+    return found
+
+
 def journalctl_argv(
-    namespace: str | None,
+    source: Source | str | None,
     identifier: str,
     since: datetime | None,
     until: datetime | None,
     *,
     follow: bool = False,
     lines: int | None = None,
+    matches: Sequence[str] = (),
 ) -> list[str]:
-    """The ``journalctl`` command line that reads (or follows) the gatekeeper's entries."""
+    """The ``journalctl`` command line that reads (or follows) the gatekeeper's entries.
+
+    ``source`` is a :class:`Source` or, as before, a namespace name (None:
+    the system journal). ``matches`` are further ``FIELD=value`` matches
+    (see :meth:`Filters.matches`); journald ANDs different fields and ORs
+    repeated ones, and answers them from its field index.
+    """
+    if not isinstance(source, Source):
+        source = Source(namespace=source)
     argv = ["journalctl", "--output=json", "--no-pager", "--quiet"]
-    if namespace is not None:
-        argv.append(f"--namespace={namespace}")
+    argv.append("--output-fields=" + ",".join(OUTPUT_FIELDS + NATIVE_FIELDS))
+    argv += source.options()
     if since is not None:
         argv.append(f"--since=@{since.timestamp():.6f}")
     if until is not None:
@@ -403,37 +615,85 @@ def journalctl_argv(
         if since is None:
             argv.append(f"--lines={lines if lines is not None else 10}")
     argv.append(f"SYSLOG_IDENTIFIER={identifier}")
+    argv += matches
     return argv
 
 
+def stream_journal(
+    argv: Sequence[str], config: TrustConfig, origin: Origin | None = None
+) -> Iterator[Entry]:
+    """Yield entries as journalctl prints them, one line at a time (bounded memory).
+
+    journalctl is stopped when the caller stops early; a journalctl that
+    fails before printing anything raises :class:`ReadError`.
+    """
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(
+                list(argv), stdout=subprocess.PIPE, stderr=errors, bufsize=1 << 16
+            )
+        except OSError as error:
+            raise ReadError(f"journalctl: {error}") from error
+        assert process.stdout is not None  # noqa: S101 - Popen(stdout=PIPE) guarantees it
+        printed = False
+        try:
+            for line in process.stdout:
+                printed = True
+                entry = from_journal(line, config, origin)
+                if entry is not None:
+                    yield entry
+        finally:
+            process.stdout.close()
+            if process.poll() is None:
+                process.terminate()
+            try:
+                code = process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+        if code not in (0, -15) and not printed:
+            errors.seek(0)
+            message = errors.read(4096).decode("utf-8", errors="replace").strip()
+            raise ReadError(f"journalctl failed ({code}): {message}")
+
+
 def read_journal(argv: Sequence[str], config: TrustConfig) -> list[Entry]:
-    """Run journalctl once and parse every entry."""
-    try:
-        result = subprocess.run(list(argv), capture_output=True, check=False, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise ReadError(f"journalctl: {error}") from error
-    if result.returncode != 0 and not result.stdout:
-        message = result.stderr.decode("utf-8", errors="replace").strip()
-        raise ReadError(f"journalctl failed ({result.returncode}): {message}")
-    return [e for line in result.stdout.splitlines() if (e := from_journal(line, config))]
+    """Run journalctl once and parse every entry (small reads; tests)."""
+    return list(stream_journal(argv, config))
 
 
 def follow_journal(argv: Sequence[str], config: TrustConfig) -> Iterator[Entry]:
     """Yield entries as journalctl ``--follow`` prints them; stop journalctl on exit."""
-    process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert process.stdout is not None  # noqa: S101 - Popen(stdout=PIPE) guarantees it
-    try:
-        for line in process.stdout:
-            entry = from_journal(line, config)
-            if entry is not None:
-                yield entry
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    return stream_journal(argv, config)
+
+
+def merge_by_time(streams: Sequence[Iterator[Entry]]) -> Iterator[Entry]:
+    """Several time-ordered streams (one per host) as one, in time order."""
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda e: e.time)
+
+
+def access_hint(source: Source | None = None) -> str | None:
+    """How to get journal read access, when the caller lacks it (else None).
+
+    On Debian, membership in ``systemd-journal`` (or ``adm``) grants read
+    access to the system journal and namespaces; without it journalctl
+    silently shows only the caller's own entries.
+    """
+    if os.geteuid() == 0 or (source is not None and (source.files or source.directory)):
+        return None
+    import grp  # noqa: PLC0415 - only for this hint
+
+    groups = set(os.getgroups())
+    for name in ("systemd-journal", "adm", "wheel"):
+        with contextlib.suppress(KeyError):
+            if grp.getgrnam(name).gr_gid in groups:
+                return None
+    return (
+        "add yourself to the systemd-journal group (adduser $USER systemd-journal, "
+        "then log in again) or run as root"
+    )
 
 
 def read_file(path: str) -> list[Entry]:
@@ -507,6 +767,9 @@ def append_only(path: str) -> bool | None:
 
 # --------------------------------------------------------------------------- filters
 
+#: The events ``--sessions`` is built from.
+SESSION_EVENTS: Final = ("connect", "join", "leave")
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -520,6 +783,7 @@ class Filters:
     decision: str | None = None
     connection: str | None = None
     trusted_only: bool = False
+    events: tuple[str, ...] = ()
 
     def in_window(self, when: datetime) -> bool:
         """Whether ``when`` lies in ``[since, until)``."""
@@ -527,17 +791,43 @@ class Filters:
             self.until is None or when < self.until
         )
 
-    def match(self, entry: Entry) -> bool:
-        """Whether one record passes every filter."""
-        record = entry.record
-        checks = (
-            (self.user, record.get("user")),
-            (self.person, record.get("person")),
-            (self.session, record.get("session")),
-            (self.decision, record.get("decision")),
-            (self.connection, record.get("connection_id")),
+    def _wanted(self) -> tuple[tuple[str, str | None], ...]:
+        return (
+            ("user", self.user),
+            ("person", self.person),
+            ("session", self.session),
+            ("decision", self.decision),
+            ("connection_id", self.connection),
         )
-        if any(want is not None and str(got) != want for want, got in checks):
+
+    def matches(self, *, sessions: bool = False) -> list[str]:
+        """The journalctl matches that do this filtering inside journald.
+
+        The gatekeeper writes every filtered field as a native
+        ``GATEKEEPER_*`` field (escaped, like the record's text), so journald
+        answers from its index instead of the reader filtering every record.
+        For ``--sessions`` only what every connect, join and leave record
+        carries (user, session) is pushed down; the rest is decided on the
+        joined visit. The event type is not, there: a forged join or leave
+        must still show (flagged) beside the visit it tried to end.
+        """
+        pushed = {"user", "session"} if sessions else None
+        out = [
+            f"GATEKEEPER_{name.upper()}={escape(value)}"
+            for name, value in self._wanted()
+            if value is not None and (pushed is None or name in pushed)
+        ]
+        events = () if sessions else self.events
+        out += [f"GATEKEEPER_EVENT={event}" for event in events]
+        return out
+
+    def match(self, entry: Entry) -> bool:
+        """Whether one record passes every filter (journald already did most of it)."""
+        record = entry.record
+        for name, want in self._wanted():
+            if want is not None and str(record.get(name)) != want:
+                return False
+        if self.events and entry.event not in self.events:
             return False
         if self.trusted_only and entry.trust != "trusted":
             return False
@@ -547,13 +837,17 @@ class Filters:
 # --------------------------------------------------------------------------- sessions
 
 
-@dataclass
+@dataclass(eq=False)
 class GuestSession:
     """One guest's visit: the connect record and, when hooks ran, its join and leave."""
 
     connect: Entry | None
     join: Entry | None = None
     leave: Entry | None = None
+    #: Its pid was reused before a leave (or join) record came: it ended unrecorded.
+    lost: bool = False
+    closed: bool = False
+    seq: int = 0
 
     def _pick(self, name: str) -> Any:
         for part in (self.connect, self.join, self.leave):
@@ -589,7 +883,7 @@ class GuestSession:
         if self.leave is not None:
             return str(self.leave.record.get("ended") or "left")
         if self.join is not None:
-            return "attached"
+            return "no-leave-record" if self.lost else "attached"
         return "no-join-record"
 
     @property
@@ -643,47 +937,215 @@ class GuestSession:
 def join_sessions(entries: Iterable[Entry]) -> list[GuestSession]:
     """Join connect, join and leave records into one :class:`GuestSession` per visit.
 
-    The key is the pid: the gatekeeper execs tmux, so the host-side records'
-    ``client_pid`` is the connect record's ``pid``. Pids are reused, so a join
-    takes the latest earlier connect with that pid that has no join yet, and a
-    leave the latest earlier join without a leave. Records that are not
-    trusted only join each other: they show, flagged, on lines of their own
-    and never end, shorten or hijack a trusted visit.
+    All of them at once, in start order (see :class:`SessionJoiner`, which
+    :func:`stream_sessions` uses for journals of any size).
     """
-    ordered = sorted(entries, key=lambda e: e.time)
-    sessions: list[GuestSession] = []
-    open_connect: dict[str, list[GuestSession]] = {}
-    open_join: dict[str, list[GuestSession]] = {}
-    for entry in ordered:
+    joiner = SessionJoiner()
+    for entry in sorted(entries, key=lambda e: e.time):
+        joiner.feed(entry)
+    joiner.finish()
+    return sorted(joiner.drain(final=True), key=lambda v: v.start)
+
+
+_Key = tuple[str | None, str]
+
+
+class SessionJoiner:
+    """Joins a time-ordered stream of records into visits, keeping only open ones.
+
+    The key is the pid (per host): the gatekeeper execs tmux, so the
+    host-side records' ``client_pid`` is the connect record's ``pid``. Pids
+    are reused, so a join takes the latest earlier connect with that pid that
+    has no join yet, and a leave the latest earlier join without a leave.
+    Records that are not trusted only join each other: they show, flagged, on
+    lines of their own and never end, shorten or hijack a trusted visit.
+
+    Memory stays bounded whatever the journal holds: a visit is let go once
+    it ended (its leave arrived), a connect that no join followed within
+    :attr:`JOIN_GRACE` is closed as ``no-join-record``, and a new connect
+    with the same pid closes what that pid left open (the earlier process is
+    gone). Finished visits wait only until every earlier-started visit is
+    finished too, so they come out in start order; at most
+    :attr:`MAX_WAITING` of them wait (past that the oldest is let go, so
+    a visit left open for very long may print a little out of order).
+    """
+
+    JOIN_GRACE: Final = timedelta(minutes=5)
+    MAX_WAITING: Final = 50_000
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._connects: dict[_Key, list[GuestSession]] = {}
+        self._joins: dict[_Key, list[GuestSession]] = {}
+        self._unjoined: deque[tuple[datetime, weakref.ref[GuestSession]]] = deque()
+        self._open: list[tuple[datetime, int, GuestSession]] = []
+        self._done: list[tuple[datetime, int, GuestSession]] = []
+        self._count = 0
+
+    def _start(self, visit: GuestSession) -> None:
+        self._count += 1
+        visit.seq = self._count
+        heapq.heappush(self._open, (visit.start, visit.seq, visit))
+
+    def _close(self, visit: GuestSession) -> None:
+        if visit.closed:
+            return
+        visit.closed = True
+        heapq.heappush(self._done, (visit.start, visit.seq, visit))
+
+    @staticmethod
+    def _forget(table: dict[_Key, list[GuestSession]], key: _Key, visit: GuestSession) -> None:
+        candidates = table.get(key)
+        if candidates and visit in candidates:
+            candidates.remove(visit)
+            if not candidates:
+                del table[key]
+
+    def feed(self, entry: Entry) -> None:
+        """Take the next record (records arrive in time order)."""
+        self._expire(entry.time)
         record = entry.record
         if entry.event == "connect":
             if record.get("decision") != "allow" or not record.get("session"):
-                continue
+                return
+            key = (entry.host, str(record.get("pid")))
+            self._reuse(key, entry.trust == "trusted")
             visit = GuestSession(entry)
-            sessions.append(visit)
-            open_connect.setdefault(str(record.get("pid")), []).append(visit)
+            self._start(visit)
+            self._connects.setdefault(key, []).append(visit)
+            self._unjoined.append((visit.start, weakref.ref(visit)))
         elif entry.event == "join":
-            key = str(record.get("client_pid"))
-            candidates = open_connect.get(key, [])
-            found = _latest(candidates, record.get("session"), entry)
+            key = (entry.host, str(record.get("client_pid")))
+            found = _latest(self._connects.get(key, []), record.get("session"), entry)
             if found is None:
-                found = GuestSession(None)
-                sessions.append(found)
+                found = GuestSession(None, join=entry)
+                self._start(found)
             else:
-                candidates.remove(found)
-            found.join = entry
-            open_join.setdefault(key, []).append(found)
+                self._forget(self._connects, key, found)
+                found.join = entry
+            self._joins.setdefault(key, []).append(found)
         elif entry.event == "leave":
-            key = str(record.get("client_pid"))
-            candidates = open_join.get(key, [])
-            found = _latest(candidates, record.get("session"), entry)
+            key = (entry.host, str(record.get("client_pid")))
+            found = _latest(self._joins.get(key, []), record.get("session"), entry)
             if found is None:
-                found = GuestSession(None)
-                sessions.append(found)
+                found = GuestSession(None, leave=entry)
+                self._start(found)
             else:
-                candidates.remove(found)
-            found.leave = entry
-    return sessions
+                self._forget(self._joins, key, found)
+                found.leave = entry
+            self._close(found)
+
+    def _reuse(self, key: _Key, trusted: bool) -> None:
+        """A new connect from this pid: what the pid left open has ended, unrecorded."""
+        for table in (self._connects, self._joins):
+            for visit in list(table.get(key, [])):
+                if (visit.trust == "trusted") == trusted:
+                    visit.lost = True
+                    self._forget(table, key, visit)
+                    self._close(visit)
+
+    def _expire(self, now: datetime) -> None:
+        # Joined (or finished and freed) connects leave the front at once; one that
+        # no join followed waits out the grace, then is closed as no-join-record.
+        while self._unjoined:
+            start, ref = self._unjoined[0]
+            visit = ref()
+            waiting = visit is not None and not visit.closed and visit.join is None
+            if waiting and start + self.JOIN_GRACE >= now:
+                return
+            self._unjoined.popleft()
+            if waiting and visit is not None and visit.connect is not None:
+                key = (visit.connect.host, str(visit.connect.record.get("pid")))
+                self._forget(self._connects, key, visit)
+                self._close(visit)
+
+    @property
+    def held(self) -> int:
+        """How many visits are held (open, or finished and waiting their turn)."""
+        return (
+            sum(len(v) for v in self._connects.values())
+            + sum(len(v) for v in self._joins.values())
+            + len(self._done)
+        )
+
+    def finish(self) -> None:
+        """The stream ended: every visit still open is final as it is."""
+        for _start, _seq, visit in self._open:
+            self._close(visit)
+        self._unjoined.clear()
+        self._connects.clear()
+        self._joins.clear()
+
+    def drain(self, *, final: bool = False) -> Iterator[GuestSession]:
+        """Finished visits whose turn has come (all of them after :meth:`finish`)."""
+        while self._done:
+            while self._open and self._open[0][2].closed:
+                heapq.heappop(self._open)
+            first_open = self._open[0][0] if self._open else None
+            start = self._done[0][0]
+            if not final and first_open is not None and start > first_open:
+                if len(self._done) <= self.MAX_WAITING:
+                    return
+                if len(self._open) > 2 * self.MAX_WAITING:
+                    self._open = [item for item in self._open if not item[2].closed]
+                    heapq.heapify(self._open)
+            yield heapq.heappop(self._done)[2]
+
+
+#: ``--sessions`` with a narrow filter collects at most this many connects first.
+TARGETED_CONNECTS: Final = 2000
+
+
+def targeted_session_entries(
+    read: Callable[[Sequence[str], datetime | None], Iterator[Entry]], filters: Filters
+) -> Iterator[Entry] | None:
+    """The records a narrow ``--sessions`` needs, in two indexed queries; None: read all.
+
+    ``--person``, ``--connection`` and ``--decision`` are carried by connect
+    records only (a leave has no person). First the matching connects
+    (journald's index does the filtering); then only the join and leave
+    records of their accounts, from the first of them on. Records of other
+    visits on the same accounts join nothing that matches and are dropped by
+    :func:`session_matches`. More than :data:`TARGETED_CONNECTS` connects:
+    None, and the caller reads every connect, join and leave instead.
+    """
+    wanted = Filters(
+        user=filters.user,
+        person=filters.person,
+        session=filters.session,
+        decision=filters.decision,
+        connection=filters.connection,
+        events=("connect",),
+    )
+    connects: list[Entry] = []
+    for entry in read(wanted.matches(), filters.since):
+        connects.append(entry)
+        if len(connects) > TARGETED_CONNECTS:
+            return None
+    users = sorted({str(e.record.get("user")) for e in connects if e.record.get("user")})
+    if not connects or not users:
+        return iter(connects)
+    since = min(e.time for e in connects)
+    matches = ["GATEKEEPER_EVENT=join", "GATEKEEPER_EVENT=leave"]
+    matches += [f"GATEKEEPER_USER={escape(user)}" for user in users]
+    if filters.session is not None:
+        matches.append(f"GATEKEEPER_SESSION={escape(filters.session)}")
+    connects.sort(key=lambda e: e.time)
+    return heapq.merge(connects, read(matches, since), key=lambda e: e.time)
+
+
+def stream_sessions(entries: Iterable[Entry], filters: Filters) -> Iterator[GuestSession]:
+    """The visits in ``entries`` that pass ``filters``, in start order, as they end."""
+    joiner = SessionJoiner()
+    for entry in entries:
+        joiner.feed(entry)
+        for visit in joiner.drain():
+            if session_matches(visit, filters):
+                yield visit
+    joiner.finish()
+    for visit in joiner.drain(final=True):
+        if session_matches(visit, filters):
+            yield visit
 
 
 def _latest(candidates: list[GuestSession], session: Any, entry: Entry) -> GuestSession | None:

@@ -73,13 +73,37 @@ class Journal:
         """The entries of one connection id."""
         return self.records(f"GATEKEEPER_CONNECTION_ID={connection_id}")
 
+    @property
+    def directory(self) -> Path:
+        """Where this namespace's journal files are (persistent, else volatile)."""
+        machine_id = Path("/etc/machine-id").read_text().strip()
+        persistent = Path(f"/var/log/journal/{machine_id}.{self.namespace}")
+        if persistent.is_dir():
+            return persistent
+        return Path(f"/run/log/journal/{machine_id}.{self.namespace}")
+
 
 def spawn(
-    namespace: str, *, new_session: bool = False, env: Mapping[str, str] | None = None
+    namespace: str,
+    *,
+    new_session: bool = False,
+    env: Mapping[str, str] | None = None,
+    hostname: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``systemd-journald NAMESPACE`` and wait until both its sockets exist."""
+    """Start ``systemd-journald NAMESPACE`` and wait until both its sockets exist.
+
+    With ``hostname`` it runs in a UTS namespace of that name: journald stamps every
+    entry with ``_HOSTNAME`` from ``gethostname()``, so it stands in for another
+    machine of a fleet.
+    """
+    argv = [JOURNALD, namespace]
+    if hostname is not None:
+        # The UTS namespace's own hostname (no hostname(1) needed); unshare and sh
+        # exec in place, so the pid stays journald's, for procs.stop().
+        script = 'printf %s "$0" >/proc/sys/kernel/hostname && exec "$@"'
+        argv = ["unshare", "--uts", "--", "/bin/sh", "-c", script, hostname, *argv]
     process = subprocess.Popen(
-        [JOURNALD, namespace],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -123,9 +147,9 @@ def remove_files(namespace: str) -> None:
 
 
 @contextlib.contextmanager
-def journald(namespace: str) -> Iterator[Journal]:
+def journald(namespace: str, hostname: str | None = None) -> Iterator[Journal]:
     """A running journald in ``namespace`` for the ``with`` block; stopped and removed after."""
-    process = spawn(namespace)
+    process = spawn(namespace, hostname=hostname)
     try:
         with contextlib.closing(open_stream(namespace)):
             yield Journal(namespace, process)

@@ -97,27 +97,36 @@ def connect(account, policy: Path, command: str, tty: Pty, **extra: str):
 
 
 def forge(
-    account, journal, record: dict[str, Any], *, hold: bool = False
+    account,
+    journal,
+    record: dict[str, Any],
+    *,
+    hold: bool = False,
+    native: tuple[str, ...] = ("user",),
 ) -> subprocess.Popen[bytes]:
     """Send ``record`` as ``account`` with the native protocol, tagged as the gatekeeper.
 
     With ``hold`` the sender stays alive until its stdin closes, so journald
-    sees its real ``_EXE``/``_CMDLINE``.
+    sees its real ``_EXE``/``_CMDLINE``. ``native`` record fields are copied
+    into ``GATEKEEPER_*`` fields, as a forger who wants to show up in
+    filtered views (``--user``, answered from journald's index) does.
     """
     code = (
         "import json, os, sys\n"
         "from gatekeeper.login import journald\n"
         "record = json.loads(sys.argv[2])\n"
         "record['pid'] = record.get('pid', os.getpid())\n"
+        "native = {'GATEKEEPER_' + k.upper(): str(record[k])\n"
+        "          for k in sys.argv[4:] if k in record}\n"
         "journald.send(sys.argv[1], {'MESSAGE': json.dumps(record), "
         "'SYSLOG_IDENTIFIER': 'gatekeeper', 'PRIORITY': '6', "
-        "'GATEKEEPER_CONNECTION_ID': record['connection_id']})\n"
+        "'GATEKEEPER_CONNECTION_ID': record['connection_id'], **native})\n"
         "print('sent', flush=True)\n"
         "sys.stdin.read() if sys.argv[3] == 'hold' else None\n"
     )
     argv = [str(gktest.PYTHON), "-I", "-c", code, journal.socket, json.dumps(record)]
     return subprocess.Popen(
-        [*argv, "hold" if hold else "go"],
+        [*argv, "hold" if hold else "go", *native],
         user=account.uid,
         group=account.gid,
         extra_groups=account.groups,
@@ -519,3 +528,41 @@ def test_a_leave_forged_by_a_non_owner_is_flagged_in_the_session(
         journal, "--sessions", "--json", "--trusted-only", "--since", since, policy=policy
     )
     assert [v["ended"] for v in json_lines(trusted)] == ["attached"]
+
+
+def test_a_reader_who_cannot_read_the_journal_is_told_why_and_how(accounts, journal) -> None:
+    """Without systemd-journal (or adm), journalctl shows only one's own entries, silently."""
+    argv = [str(gktest.GATEKEEPERCTL), "audit", "--namespace", journal.namespace]
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    outsider = gktest.run_as(accounts.outsider, argv, env)
+    notes = outsider.stderr.decode().splitlines()
+    assert "systemd-journal group" in notes[0]
+    assert "PERSON" in notes[0]
+    # Once the namespace has files, they are not readable at all (the system
+    # journal would show the caller's own entries): journalctl's error follows.
+    if outsider.returncode != 0:
+        assert outsider.returncode == 69, outsider.stderr
+        assert len(notes) == 2, notes
+        assert "insufficient permissions" in notes[1]
+    else:
+        assert len(notes) == 1, notes
+    # CONTROL: root reads everything and is told nothing.
+    assert gktest.run_as(None, argv, env).stderr == b""
+
+
+def test_since_with_a_space_before_a_relative_time(accounts, write_policy, journal, tty) -> None:
+    """``--since -3min`` as journalctl users type it (argparse takes -3min for an option)."""
+    policy = write_policy(PROGRAM.format(user=accounts.guest.name))
+    real = connect(accounts.guest, policy, "run t", tty, SSH_CONNECTION="10.9.8.7 4242 10.0.0.1 22")
+    assert real.returncode == 0, real.stderr
+    journal.wait_for(f"GATEKEEPER_USER={accounts.guest.name}")
+    spaced = json_lines(ctl(journal, "--json", "--user", accounts.guest.name, "--since", "-3min"))
+    joined = json_lines(ctl(journal, "--json", "--user", accounts.guest.name, "--since=-3min"))
+    assert "10.9.8.7" in {r.get("client_addr") for r in spaced}
+    assert spaced == joined
+    # Nothing in the future: the window is really applied, not ignored.
+    assert json_lines(ctl(journal, "--json", "--user", accounts.guest.name, "--since", "+1h")) == []
+    # An option after --since is still an option, not a time: argparse says so.
+    missing = ctl(journal, "--since", "--user", accounts.guest.name)
+    assert missing.returncode == 2
+    assert b"--since: expected one argument" in missing.stderr

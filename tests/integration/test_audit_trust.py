@@ -6,6 +6,7 @@ The metadata below is what journald attaches (``_UID``, ``_PID``, ``_EXE``,
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,8 @@ import pytest
 
 from gatekeeper.login.audit import MESSAGE_IDS
 from gatekeeper.review import auditread
-from gatekeeper.review.auditread import Entry, Trust
+from gatekeeper.review.auditlog import time_values
+from gatekeeper.review.auditread import Entry, Filters, Trust
 
 PYTHON = str(Path(sys.executable).resolve())
 LAUNCHER = "/usr/bin/gatekeeper"
@@ -138,3 +140,140 @@ def test_time_words(text: str, expected: datetime) -> None:
 def test_an_unreadable_time_says_what_is_accepted() -> None:
     with pytest.raises(ValueError, match="ISO 8601"):
         auditread.parse_time("last tuesday", now=T0)
+
+
+LEAVE = {**JOIN, "event": "leave", "ended": "detached"}
+
+
+def visit_records(index: int, pid: int, start: float) -> list[Entry]:
+    connect = {**ATTACH, "pid": pid, "connection_id": f"v{index}"}
+    join = {**JOIN, "client_pid": pid}
+    return [
+        entry(connect, start),
+        entry(join, start + 1),
+        entry({**LEAVE, "client_pid": pid}, start + 2),
+    ]
+
+
+def test_sessions_of_a_long_journal_hold_only_open_visits() -> None:
+    """20,000 visits stream through; the joiner never holds more than one at a time."""
+    joiner = auditread.SessionJoiner()
+    most = 0
+    done = 0
+    for index in range(20_000):
+        for record in visit_records(index, 1000 + index % 7, index * 10.0):
+            joiner.feed(record)
+            most = max(most, joiner.held)
+        done += len(list(joiner.drain()))
+    joiner.finish()
+    done += len(list(joiner.drain(final=True)))
+    assert done == 20_000
+    assert most <= 1
+
+
+def test_sessions_come_out_in_start_order_when_a_long_one_ends_last() -> None:
+    long_visit = visit_records(0, 11, 0.0)
+    short_visit = visit_records(1, 22, 5.0)
+    stream = [long_visit[0], long_visit[1], *short_visit, long_visit[2]]
+    order = [v.field("connection_id") for v in auditread.stream_sessions(stream, Filters())]
+    assert order == ["v0", "v1"]
+
+
+def test_a_pid_reused_before_any_leave_ends_the_earlier_visit() -> None:
+    first = visit_records(0, 33, 0.0)[:2]  # connect and join, no leave
+    second = visit_records(1, 33, 100.0)
+    visits = list(auditread.stream_sessions([*first, *second], Filters()))
+    assert [(v.field("connection_id"), v.ended) for v in visits] == [
+        ("v0", "no-leave-record"),
+        ("v1", "detached"),
+    ]
+
+
+def test_a_connect_without_a_join_is_let_go_after_the_grace() -> None:
+    lonely = entry({**ATTACH, "pid": 44, "connection_id": "lonely"}, 0)
+    later = visit_records(1, 55, 600.0)
+    joiner = auditread.SessionJoiner()
+    for record in [lonely, *later]:
+        joiner.feed(record)
+    out = [(v.field("connection_id"), v.ended) for v in joiner.drain()]
+    assert out == [("lonely", "no-join-record"), ("v1", "detached")]
+
+
+def test_filters_become_journalctl_matches() -> None:
+    filters = Filters(user="pair", person="bob\x1b", decision="deny", events=("connect",))
+    assert filters.matches() == [
+        "GATEKEEPER_USER=pair",
+        "GATEKEEPER_PERSON=bob\\x1b",
+        "GATEKEEPER_DECISION=deny",
+        "GATEKEEPER_EVENT=connect",
+    ]
+    # --sessions: only what connect, join and leave all carry; no event match.
+    assert filters.matches(sessions=True) == ["GATEKEEPER_USER=pair"]
+
+
+def test_a_native_field_that_disagrees_with_the_message_is_forged() -> None:
+    record = {**CONNECT, "user": "pair"}
+    line = json.dumps(
+        {"MESSAGE": json.dumps(record), "_UID": "1001", "_PID": "4242",
+         "GATEKEEPER_USER": "admin"}
+    )  # fmt: skip
+    found = auditread.from_journal(line, CONFIG)
+    assert found is not None
+    assert (found.trust, found.why) == ("forged", "GATEKEEPER_USER disagrees with the record")
+    # CONTROL: the same record with an agreeing native field is trusted.
+    agreeing = json.loads(line) | {"GATEKEEPER_USER": "pair"}
+    assert auditread.from_journal(json.dumps(agreeing), CONFIG).trust == "trusted"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["audit", "--since", "-3min"], ["audit", "--since=-3min"]),
+        (["audit", "--until", "-1h", "--json"], ["audit", "--until=-1h", "--json"]),
+        (["audit", "--since", "--user", "x"], ["audit", "--since", "--user", "x"]),
+        (["audit", "--since", "today"], ["audit", "--since", "today"]),
+        (["audit", "--", "--since", "-3min"], ["audit", "--", "--since", "-3min"]),
+    ],
+)
+def test_relative_times_after_a_space(argv: list[str], expected: list[str]) -> None:
+    assert time_values(argv) == expected
+
+
+def test_a_narrow_sessions_filter_reads_connects_then_only_their_accounts() -> None:
+    """``--sessions --person bob``: two indexed queries, not the whole journal."""
+    bob = {**ATTACH, "user": "pair", "person": "bob", "connection_id": "b1"}
+    carol = {**ATTACH, "user": "pair", "person": "carol", "pid": 5151, "connection_id": "c1"}
+    journal = [
+        entry(bob, 0),
+        entry(carol, 1),
+        entry({**JOIN, "user": "pair"}, 2),
+        entry({**JOIN, "user": "pair", "client_pid": 5151}, 3),
+        entry({**LEAVE, "user": "pair"}, 10),
+        entry({**LEAVE, "user": "pair", "client_pid": 5151}, 20),
+        entry({**JOIN, "user": "other", "client_pid": 9}, 30),
+    ]
+    asked: list[list[str]] = []
+
+    def read(matches, since):
+        asked.append(list(matches))
+        native = {"user": "GATEKEEPER_USER", "person": "GATEKEEPER_PERSON",
+                  "event": "GATEKEEPER_EVENT"}  # fmt: skip
+        for found in journal:
+            if since is not None and found.time < since:
+                continue
+            fields = {f"{native[k]}={v}" for k, v in found.record.items() if k in native}
+            by_field: dict[str, set[str]] = {}
+            for match in matches:
+                by_field.setdefault(match.split("=")[0], set()).add(match)
+            if all(fields & wanted for wanted in by_field.values()):
+                yield found
+
+    filters = Filters(person="bob")
+    entries = auditread.targeted_session_entries(read, filters)
+    assert entries is not None
+    visits = list(auditread.stream_sessions(entries, filters))
+    assert [(v.field("person"), v.ended, v.duration) for v in visits] == [("bob", "detached", 8.0)]
+    assert asked == [
+        ["GATEKEEPER_PERSON=bob", "GATEKEEPER_EVENT=connect"],
+        ["GATEKEEPER_EVENT=join", "GATEKEEPER_EVENT=leave", "GATEKEEPER_USER=pair"],
+    ]

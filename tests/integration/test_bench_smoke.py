@@ -39,12 +39,18 @@ def test_the_quick_bench_runs_every_part_and_leaves_nothing_behind() -> None:
         "(2) gatekeeper / /bin/true over ssh",
         "(3) 100 / 10 grants, start->exec",
         "(4) login latency p50 / p95 / max",
+        "(6) 1,000 records: audit --user X --json / journalctl GATEKEEPER_USER=X",
+        "(6) 1,000 records: audit --json / journalctl -o json | jq -c .MESSAGE",
+        "(6) 1,000 records: audit --sessions peak RSS",
     )
     for part in parts:
         assert part in table, table
     assert "FAILED" not in table, table
     assert re.search(r"\(4\) 5 simultaneous logins: succeeded \s*\| 5/5 ", table), table
     assert re.search(r"\| 5 \(5, 5\) ", table), table  # 5 records, 5 connection ids, 5 allow
+    # Part 6 read back every generated record, and joined them into 250 visits.
+    assert "(1000 / 1000)" in table, table
+    assert "250 visits" in table, table
 
     log = result.stderr
     account = re.search(r"guest account (\S+)", log)
@@ -60,3 +66,7 @@ def test_the_quick_bench_runs_every_part_and_leaves_nothing_behind() -> None:
     assert not os.path.exists(site.group(1))
     assert not os.path.exists(f"/run/systemd/journal.{namespace}")
     assert glob.glob(f"/var/log/journal/*.{namespace}") == []
+    scale = namespace.replace("gkbench", "gkscale")
+    assert not os.path.exists(f"/run/systemd/journal.{scale}")
+    assert not os.path.exists(f"/etc/systemd/journald@{scale}.conf")
+    assert glob.glob(f"/var/log/journal/*.{scale}") == []

@@ -493,11 +493,24 @@ def test_who_lists_guests_with_mode_person_and_tty(
     assert rooted[accounts.guest.name]["person"] == "ann"
     assert rooted[accounts.pairer.name]["person"] is None
 
-    text = host.ctl("who", "--policy", str(policy)).stdout.decode()
+    table = host.ctl("who", "--policy", str(policy))
+    text = table.stdout.decode()
     words = next(x.split() for x in text.splitlines() if accounts.guest.name in x)
     assert words[:2] == ["shared", accounts.guest.name]
     assert "read-only" in words
     assert str(guest_pid) in words
+    # The host may not read the journal: PERSON is '-', and who says why and the fix.
+    assert words[2] == "-"
+    notes = table.stderr.decode().splitlines()
+    assert len(notes) == 1, notes
+    assert "PERSON shows '-'" in notes[0]
+    assert "systemd-journal group" in notes[0]
+    # CONTROL: root reads the journal, sees the person, and gets no note.
+    rooted_table = gktest.run_as(
+        None, [str(gktest.GATEKEEPERCTL), "who", "--policy", str(policy)], host_env(accounts.host)
+    )
+    assert rooted_table.stderr == b"", rooted_table.stderr
+    assert "ann" in rooted_table.stdout.decode()
 
 
 def test_kick_disconnects_the_guest_and_blocks_reattach_until_share(

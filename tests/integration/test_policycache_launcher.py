@@ -110,8 +110,12 @@ def test_check_refreshes_the_cache_and_the_guest_login_matches_full_validation(
     assert policycache.lookup(str(path), str(cache_dir)) == policy.load(str(path))
 
     cache_of.append(Path(policycache.cache_file(str(path))))
+    # Not the default policy: only an explicit --cache-dir (or an entry already
+    # there) makes check write the live cache; see test_check_as_a_validator.
     result = subprocess.run(
-        [str(gktest.GATEKEEPERCTL), "check", str(path)], check=False, capture_output=True
+        [str(gktest.GATEKEEPERCTL), "check", "--cache-dir", policycache.DEFAULT_DIR, str(path)],
+        check=False,
+        capture_output=True,
     )
     assert result.returncode == 0
     assert cache_of[0].stat().st_uid == 0
@@ -172,3 +176,55 @@ def test_a_cached_login_never_imports_pydantic(write_policy, cache_of) -> None:
     warm = login()
     assert warm["exec"] == cold["exec"]
     assert warm["modules"] == ["structlog"]  # structlog still renders the record
+
+
+def _listing(directory: str) -> dict[str, tuple[int, int]]:
+    if not os.path.isdir(directory):
+        return {}
+    return {
+        entry.name: (entry.stat().st_mtime_ns, entry.stat().st_size)
+        for entry in os.scandir(directory)
+    }
+
+
+def test_check_as_a_validator_leaves_the_live_cache_alone(
+    accounts, write_policy, cache_of, world_dir
+) -> None:
+    """Ansible's ``validate: 'gatekeeperctl check %s'`` (like ``visudo -cf``), as root.
+
+    The candidate is not the live policy: checking it must not touch the live
+    validated-policy cache, and the exit code alone says valid (0) or not (1).
+    """
+    gktest.require_root()
+    good = write_policy(HELLO.format(user=accounts.guest.name))
+    bad = world_dir / "candidate-bad.toml"
+    bad.write_text('version = 1\n[[grant]]\nusers = ["x"]\nprogram = "missing"\n')
+    bad.chmod(0o644)
+    cache_of += [Path(policycache.cache_file(str(p))) for p in (good, bad)]
+    live = policycache.cache_file(model.DEFAULT_PATH)
+    before = _listing(policycache.DEFAULT_DIR)
+
+    def check(path: Path, *extra: str) -> int:
+        argv = [str(gktest.GATEKEEPERCTL), "check", *extra, str(path)]
+        return subprocess.run(argv, capture_output=True, check=False, timeout=60).returncode
+
+    assert check(good) == 0
+    assert check(bad) == 1
+    assert check(world_dir / "does-not-exist.toml") == 1
+    after = _listing(policycache.DEFAULT_DIR)
+    # Other test runs on the machine may write their own entries meanwhile: what
+    # this check could have touched is the candidates' entries and the live one.
+    assert not cache_of[0].exists()
+    assert not cache_of[1].exists()
+    assert after.get(os.path.basename(live)) == before.get(os.path.basename(live))
+
+    # CONTROL: the same check with the cache asked for explicitly does write it.
+    assert check(good, "--cache-dir", policycache.DEFAULT_DIR) == 0
+    assert cache_of[0].exists()
+    # ...and once the policy is cached (in use), a plain check refreshes it.
+    cache_of[0].unlink()
+    assert check(good, "--cache-dir", policycache.DEFAULT_DIR) == 0
+    stamp = cache_of[0].stat().st_mtime_ns
+    good.write_text(good.read_text() + "\n# edited\n")
+    assert check(good) == 0
+    assert cache_of[0].stat().st_mtime_ns != stamp
