@@ -16,6 +16,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -183,11 +184,56 @@ def _run(argv: Sequence[str]) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
 
+#: uids of the throwaway accounts this test session deleted (tests/conftest.py checks,
+#: at the end of the session, that none of them left an ExposeAuthInfo file behind).
+DELETED_UIDS: set[int] = set()
+
+
+def live_pids(uid: int) -> list[int]:
+    """Pids of the processes (zombies aside) whose /proc entry ``uid`` owns."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+            if entry.stat().st_uid == uid and state not in {"Z", "X"}:
+                found.append(int(entry.name))
+    return found
+
+
+def auth_info_files(uid: int) -> list[Path]:
+    """sshd's ExposeAuthInfo files (``/tmp/sshauth.*``) owned by ``uid``.
+
+    sshd-session deletes the file when the connection closes; a session killed
+    with SIGKILL (``pkill -u``, a stopped sshd) leaves it behind.
+    """
+    found = []
+    for path in Path("/tmp").glob("sshauth.*"):
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if info.st_uid == uid and stat.S_ISREG(info.st_mode):
+                found.append(path)
+    return found
+
+
+def remove_auth_info(uid: int) -> None:
+    """Remove ``uid``'s ExposeAuthInfo files (only that uid's: other suites may be running)."""
+    for path in auth_info_files(uid):
+        path.unlink(missing_ok=True)
+
+
 def delete_account(name: str) -> None:
     with contextlib.suppress(KeyError):
         entry = pwd.getpwnam(name)
         subprocess.run(["pkill", "-KILL", "-u", name], check=False, capture_output=True)
+        # Best effort: SIGKILL is delivered asynchronously; a process still dying
+        # could hold the uid (userdel refuses) or be the one sshd-session's file is for.
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not live_pids(entry.pw_uid), 5.0, f"{name}'s processes to exit")
         subprocess.run(["userdel", name], check=False, capture_output=True)
+        remove_auth_info(entry.pw_uid)
+        DELETED_UIDS.add(entry.pw_uid)
         if entry.pw_dir.startswith("/tmp/gk-home-"):
             shutil.rmtree(entry.pw_dir, ignore_errors=True)
 
