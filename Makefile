@@ -5,13 +5,17 @@ VENV := $(GK_PREFIX)/venv
 LINT := $(GK_PREFIX)/lint
 export GK_PREFIX
 
-.PHONY: bootstrap test lint demo schema bench deb test-installed
+.PHONY: bootstrap test test-debian13 lint demo schema bench deb test-installed
 
 bootstrap:
 	@scripts/bootstrap >/dev/null
 
 test: bootstrap
 	$(VENV)/bin/pytest
+
+# The same `make test` inside a cached Debian 13 (trixie) chroot (root; docs/ci.md).
+test-debian13:
+	scripts/test-debian13
 
 lint: bootstrap
 	$(LINT)/bin/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -70,6 +71,23 @@ def gatekeeper_bin() -> Path:
     """The isolated launcher under test (set GK_GATEKEEPER to test an installed one)."""
     gktest.require(gktest.GATEKEEPER.exists(), f"{gktest.GATEKEEPER} (run scripts/bootstrap)")
     return gktest.GATEKEEPER
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_auth_info_left_by_deleted_accounts() -> Iterator[None]:
+    """No ``/tmp/sshauth.*`` of an account this session deleted may survive it.
+
+    Autouse and session-scoped, so it is torn down after every account fixture.
+    A uid that belongs to an account again (another suite reused it) is skipped.
+    """
+    yield
+    left = []
+    for uid in sorted(gktest.DELETED_UIDS):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            left += [str(path) for path in gktest.auth_info_files(uid)]
+    assert not left, f"ExposeAuthInfo files of deleted test accounts left behind: {left}"
 
 
 @pytest.fixture(scope="session", autouse=True)

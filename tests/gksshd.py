@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -147,6 +148,8 @@ class Site:
     host_key: Path
     extra_globals: str = ""
     sshds: list[Sshd] = field(default_factory=list)
+    #: the accounts given keys here (their ExposeAuthInfo files are removed at the end).
+    users: set[str] = field(default_factory=set)
 
     @property
     def known_hosts(self) -> Path:
@@ -186,6 +189,7 @@ class Site:
 
     def authorize(self, user: str, *keys: Key, options: str = "") -> None:
         """Root-owned ``authorized_keys/<user>`` (the guest cannot add keys, corpus ENV-16)."""
+        self.users.add(user)
         lines = [f"{options} {k.public}".strip() for k in keys]
         gktest.write_root_file(self.root / "authorized_keys" / user, "\n".join(lines) + "\n")
 
@@ -257,6 +261,9 @@ def site() -> Iterator[Site]:
         finally:
             for sshd in made.sshds:
                 sshd.stop()
+            for user in made.users:
+                with contextlib.suppress(KeyError):
+                    gktest.remove_auth_info(pwd.getpwnam(user).pw_uid)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -23,12 +23,16 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.testing.accounts import (
+    DELETED_UIDS,
     Account,
     as_user_argv,
+    auth_info_files,
     create_account,
     create_group,
     delete_account,
     delete_group,
+    live_pids,
+    remove_auth_info,
     run_as,
     write_root_file,
 )
@@ -38,6 +42,7 @@ from gatekeeper.testing.poll import WaitTimeoutError, wait_until
 from gatekeeper.testing.tmux import Tmux
 
 __all__ = [
+    "DELETED_UIDS",
     "GATEKEEPER",
     "GATEKEEPERCTL",
     "GK_PREFIX",
@@ -49,12 +54,15 @@ __all__ = [
     "Tmux",
     "WaitTimeoutError",
     "as_user_argv",
+    "auth_info_files",
     "create_account",
     "create_group",
     "delete_account",
     "delete_group",
     "journald",
     "kill_pid",
+    "live_pids",
+    "remove_auth_info",
     "require",
     "require_root",
     "require_tool",

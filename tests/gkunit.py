@@ -28,8 +28,8 @@ from gatekeeper.login.plan import ExecPlan
 from gatekeeper.policy import model
 
 REPO = Path(__file__).resolve().parents[1]
-#: The shared security corpus lives beside the clone (``../shared`` from the repo root).
-CORPUS = REPO.parent / "shared" / "attack-corpus.jsonl"
+#: The attack corpus is test data in the repository (tests/data/README.md says where from).
+CORPUS = REPO / "tests" / "data" / "attack-corpus.jsonl"
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -47,8 +47,8 @@ def corpus() -> dict[str, dict[str, Any]]:
     """Every corpus entry by id; fails loudly (not a skip) when the file is missing."""
     if not CORPUS.is_file():
         raise FileNotFoundError(
-            f"attack corpus not found at {CORPUS}: the tests expect a copy of shared/ "
-            "beside the repository clone"
+            f"attack corpus not found at {CORPUS}: it is part of the repository "
+            "(tests/data/attack-corpus.jsonl); restore it with git"
         )
     entries = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
     return {entry["id"]: entry for entry in entries}

@@ -96,13 +96,28 @@ def code_fingerprint() -> str | None:
 # --------------------------------------------------------------------------- encode
 
 
+def _cidr(network: model.Network) -> str:
+    """A network in one spelling every Python reads and writes the same way.
+
+    ``str()`` of an IPv4-mapped IPv6 network differs between Pythons (3.11:
+    ``::ffff:a00:0/104``, 3.13: ``::ffff:10.0.0.0/104``); the cache directory is
+    shared by whichever Python the launcher runs, so IPv6 is written fully
+    expanded from the integer (eight 4-digit groups), IPv4 dotted.
+    """
+    if network.version == 4:
+        return f"{network.network_address}/{network.prefixlen}"
+    digits = f"{int(network.network_address):032x}"
+    groups = ":".join(digits[i : i + 4] for i in range(0, 32, 4))
+    return f"{groups}/{network.prefixlen}"
+
+
 def _grant_to_json(grant: model.Grant) -> list[Any]:
     """One grant as a positional array (see :data:`_GRANT_FIELDS`); its index is its position."""
     return [
         sorted(grant.users),
         sorted(grant.groups),
         sorted(grant.people),
-        [str(network) for network in grant.from_],
+        [_cidr(network) for network in grant.from_],
         grant.session,
         grant.program,
         grant.mode,

@@ -13,11 +13,14 @@ import grp
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gatekeeper.testing.poll import WaitTimeoutError, wait_until
 
 #: Where :func:`create_account` puts a home unless told otherwise (and what it may remove).
 HOME_PREFIX = "/tmp/gk-home-"  # noqa: S108 - a 0755 root-owned dir made fresh, never reused
@@ -58,12 +61,60 @@ def write_root_file(path: Path, text: str, mode: int = 0o644) -> Path:
     return path
 
 
+#: uids of the throwaway accounts this process deleted (the test suite checks, at the
+#: end of its session, that none of them left an ExposeAuthInfo file behind).
+DELETED_UIDS: set[int] = set()
+
+
+def live_pids(uid: int) -> list[int]:
+    """Pids of the processes (zombies aside) whose /proc entry ``uid`` owns."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+            if entry.stat().st_uid == uid and state not in {"Z", "X"}:
+                found.append(int(entry.name))
+    return found
+
+
+def auth_info_files(uid: int) -> list[Path]:
+    """Sshd's ExposeAuthInfo files (``/tmp/sshauth.*``) owned by ``uid``.
+
+    sshd-session deletes the file when the connection closes; a session killed
+    with SIGKILL (``pkill -u``, a stopped sshd) leaves it behind.
+    """
+    found = []
+    for path in Path("/tmp").glob("sshauth.*"):  # noqa: S108 - where sshd writes them
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if info.st_uid == uid and stat.S_ISREG(info.st_mode):
+                found.append(path)
+    return found
+
+
+def remove_auth_info(uid: int) -> None:
+    """Remove ``uid``'s ExposeAuthInfo files (only that uid's: other suites may be running)."""
+    for path in auth_info_files(uid):
+        path.unlink(missing_ok=True)
+
+
 def delete_account(name: str) -> None:
-    """Remove ``name`` and its processes (by uid), and its home if the harness made it."""
+    """Remove ``name``, its processes (by uid), its harness-made home and auth files.
+
+    The ExposeAuthInfo files of sessions the kill ended are left behind by sshd.
+    """
     with contextlib.suppress(KeyError):
         entry = pwd.getpwnam(name)
         _run(["pkill", "-KILL", "-u", name], check=False)
+        # Best effort: SIGKILL is delivered asynchronously; a process still dying
+        # could hold the uid (userdel refuses) or be the one sshd-session's file is for.
+        with contextlib.suppress(WaitTimeoutError):
+            wait_until(lambda: not live_pids(entry.pw_uid), 5.0, f"{name}'s processes to exit")
         _run(["userdel", name], check=False)
+        remove_auth_info(entry.pw_uid)
+        DELETED_UIDS.add(entry.pw_uid)
         if entry.pw_dir.startswith(HOME_PREFIX):
             shutil.rmtree(entry.pw_dir, ignore_errors=True)
 

@@ -1,6 +1,6 @@
 """The adversarial tier: every attack-corpus case as a test, and the coverage report.
 
-The corpus (``../shared/attack-corpus.jsonl`` beside the clone) is the list of
+The corpus (``tests/data/attack-corpus.jsonl``, in the repository) is the list of
 concrete attacks a safe deployment must survive. Each test that shows one is
 marked ``@pytest.mark.corpus("ID", ...)``; this plugin
 
@@ -39,7 +39,7 @@ from gkadv import (
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "corpus(*ids): the attack-corpus cases (../shared/attack-corpus.jsonl) this test shows",
+        "corpus(*ids): the attack-corpus cases (tests/data/attack-corpus.jsonl) this test shows",
     )
 
 

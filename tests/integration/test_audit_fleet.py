@@ -23,6 +23,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gktest
 import pytest
@@ -43,7 +44,7 @@ SEND = (
 )
 
 
-def share_record(tag: str, host: str) -> dict:
+def share_record(tag: str, host: str) -> dict[str, Any]:
     return {
         "event": "share",
         "decision": "allow",
@@ -56,7 +57,7 @@ def share_record(tag: str, host: str) -> dict:
     }
 
 
-def send(journal: gktest.Journal, record: dict) -> None:
+def send(journal: gktest.Journal, record: dict[str, Any]) -> None:
     argv = [str(gktest.PYTHON), "-I", "-c", SEND, journal.socket, json.dumps(record)]
     subprocess.run(argv, check=True, timeout=30)
 
@@ -149,7 +150,7 @@ def audit(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(argv, capture_output=True, check=False, timeout=120)
 
 
-def test_a_collector_attributes_records_to_the_host_whose_file_they_came_from(
+def test_a_collector_attributes_records_to_the_host_whose_file_they_came_from(  # noqa: PLR0915 - one fleet scenario (two hosts, a forger, a control) read top to bottom
     collector, world_dir: Path
 ) -> None:
     port, output = collector
@@ -198,7 +199,7 @@ def test_a_collector_attributes_records_to_the_host_whose_file_they_came_from(
     assert claims[f"{tag}-forged-b"]["_HOSTNAME"] == "hostb"
     assert claims[f"{tag}-uid0"]["_UID"] == "0"
 
-    def read() -> dict[str, dict] | None:
+    def read() -> dict[str, dict[str, Any]] | None:
         result = audit("--directory", str(output), "--hosts", str(hosts), "--json")
         assert result.returncode == 0, result.stderr.decode(errors="replace")
         rows = [json.loads(line) for line in result.stdout.splitlines()]

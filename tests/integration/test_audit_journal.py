@@ -25,6 +25,8 @@ import gktest
 import pytest
 from gkhost import guest_env
 
+from gatekeeper.login import journald
+
 pytestmark = [pytest.mark.journald, pytest.mark.accounts]
 
 PROGRAM = """
@@ -566,3 +568,36 @@ def test_since_with_a_space_before_a_relative_time(accounts, write_policy, journ
     missing = ctl(journal, "--since", "--user", accounts.guest.name)
     assert missing.returncode == 2
     assert b"--since: expected one argument" in missing.stderr
+
+
+# --------------------------------------------------------------------------- other senders
+
+
+def test_other_senders_in_the_namespace_never_show_as_gatekeeper_records(
+    accounts, write_policy, journal, tty
+) -> None:
+    """journald 257 also files kernel audit messages into a namespace: review reads ours only.
+
+    Foreign entries - one tagged like the kernel's audit stream, one with no tag at
+    all, both carrying a gatekeeper-looking JSON MESSAGE - sit in the namespace beside
+    a real connection; ``gatekeeperctl audit`` shows the real one and nothing else.
+    """
+    since = since_now()
+    fake_id = f"foreign{secrets.token_hex(5)}"
+    looks_like_ours = json.dumps({"event": "connect", "connection_id": fake_id, "pid": 1})
+    journald.send(journal.socket, {"MESSAGE": looks_like_ours, "SYSLOG_IDENTIFIER": "audit"})
+    journald.send(journal.socket, {"MESSAGE": looks_like_ours, "PRIORITY": "6"})
+    policy = write_policy(PROGRAM.format(user=accounts.guest.name))
+    result = connect(accounts.guest, policy, "bogus", tty)
+    assert result.returncode == 1
+    ref = result.stderr.decode().split("(ref ", 1)[1].split(")", 1)[0]
+    journal.wait_for(f"GATEKEEPER_CONNECTION_ID={ref}")
+    # Control: the foreign entries are really in the namespace.
+    everything = journal.records(identifier=None)
+    assert sum(looks_like_ours == r.get("MESSAGE") for r in everything) == 2
+    shown = json_lines(ctl(journal, "--json", "--since", since))
+    assert [r["connection_id"] for r in shown if r.get("connection_id") == ref] == [ref]
+    assert all(r.get("connection_id") != fake_id for r in shown)
+    table = ctl(journal, "--since", since)
+    assert table.returncode == 0, table.stderr.decode(errors="replace")
+    assert fake_id not in table.stdout.decode() + table.stderr.decode()

@@ -141,13 +141,58 @@ def test_a_hit_keeps_types_the_decision_relies_on(place: Place) -> None:
     hit = policycache.lookup(cached(place, RICH), place.cache)
     assert hit is not None
     first, second, _ = hit.grants
-    assert [str(n) for n in first.from_] == ["127.0.0.0/8", "2001:db8::/32", "::ffff:a00:0/104"]
+    assert first.from_ == (
+        ip_network("127.0.0.0/8"),
+        ip_network("2001:db8::/32"),
+        ip_network("::ffff:10.0.0.0/104"),
+    )
+    assert [n.version for n in first.from_] == [4, 6, 6]
     assert first.expires is not None
     assert first.expires.utcoffset() is not None
     assert second.expires is not None
     assert second.expires.isoformat() == "2027-01-01T00:00:00.250000-05:30"
     assert isinstance(hit.people["bob"], frozenset)
     assert hit.programs["editor"].argv[0] == "/usr/bin/vim"
+
+
+#: One IPv4-mapped network as Python 3.11 and 3.13 print it, and as the cache spells it.
+MAPPED = {
+    "python-3.11": "::ffff:a00:0/104",
+    "python-3.13": "::ffff:10.0.0.0/104",
+    "cache": "0000:0000:0000:0000:0000:ffff:0a00:0000/104",
+}
+
+
+def test_the_cache_spells_networks_and_times_one_way_on_every_python(place: Place) -> None:
+    path = cached(place, RICH)
+    first, second, _ = json.loads(place.cache_file(path).read_text())["policy"]["grants"]
+    networks, expires = json.loads(first)[3], json.loads(first)[9]
+    assert networks == [
+        "127.0.0.0/8",
+        "2001:0db8:0000:0000:0000:0000:0000:0000/32",
+        MAPPED["cache"],
+    ]
+    assert expires == "2026-12-31T23:59:59+02:00"
+    assert json.loads(second)[9] == "2027-01-01T00:00:00.250000-05:30"
+
+
+@pytest.mark.parametrize("spelling", list(MAPPED.values()), ids=list(MAPPED))
+def test_a_cache_written_by_another_python_is_read_the_same(place: Place, spelling: str) -> None:
+    """The launcher's Python may change under a cache (Debian 12 -> 13): same networks."""
+    path = cached(place, RICH)
+
+    def respell(body: dict[str, object]) -> None:
+        grants = body["grants"]
+        assert isinstance(grants, list)
+        first = json.loads(grants[0])
+        first[3][2] = spelling
+        grants[0] = json.dumps(first)
+
+    _rewrite(_body(respell))(place, path)
+    hit = policycache.lookup(path, place.cache)
+    assert hit is not None  # a hit, not a silent re-validation
+    assert hit.grants[0].from_[2] == ip_network("::ffff:10.0.0.0/104")
+    assert hit == policy.load(path)
 
 
 def test_the_cache_is_root_owned_0644_in_a_root_owned_0755_directory(place: Place) -> None:
