@@ -54,6 +54,7 @@ FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("session", "the session name from the policy"),
     ("program", "the program name from the policy"),
     ("mode", "`read-only` or `read-write` for sessions"),
+    ("contained", "programs: `true` if it ran contained (Landlock + seccomp), else `false`"),
     ("argv", "the exact argv that is exec'd"),
     ("policy_sha256", "SHA-256 of the policy file's bytes"),
     ("connection_id", "random id of this connection; the `ref` shown to the guest"),

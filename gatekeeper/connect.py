@@ -99,6 +99,7 @@ def base_record(connection: Connection, request: rq.Request, connection_id: str)
         "session": None,
         "program": None,
         "mode": None,
+        "contained": None,
         "argv": None,
         "policy_sha256": None,
         "connection_id": connection_id,
@@ -176,6 +177,16 @@ def _live_check(
         detail = f"{session.socket}: the host has not granted server-access (gatekeeperctl share)"
         return "session_not_shared", detail, EX_UNAVAILABLE
     return None
+
+
+def _program_stage(
+    decision: RunProgram, policy: Policy, connection: Connection, exe: ExecPlan
+) -> tuple[tuple[str, str, int] | None, ExecPlan]:
+    """Program rules, the pinned target and containment (:mod:`gatekeeper.programstage`)."""
+    from gatekeeper import programstage  # noqa: PLC0415 - only for `run`
+
+    prepared = programstage.prepare(decision, policy, connection, exe)
+    return (prepared, exe) if isinstance(prepared, tuple) else (None, prepared)
 
 
 def _inform(decision: Inform, policy: Policy, connection: Connection) -> str:
@@ -284,7 +295,10 @@ def run(
             record.update(session=decision.session, mode=decision.mode)
         else:
             record["program"] = decision.program
+            record["contained"] = policy.programs[decision.program].sandbox
         problem = _live_check(decision, policy, connection, exe)
+        if problem is None and isinstance(decision, RunProgram):
+            problem, exe = _program_stage(decision, policy, connection, exe)
         if problem is None:
             outcome = exe
         else:
@@ -303,6 +317,8 @@ def _finish(result: ExecPlan | _Outcome) -> NoReturn:
         for signum in _GUARDED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         sys.stdout.flush()
+        if result.containment is not None:
+            _contain(result.containment)
         os.execve(result.path, list(result.argv), dict(result.env))  # noqa: S606 - the point
     if result.stdout:
         sys.stdout.write(result.stdout)
@@ -311,6 +327,32 @@ def _finish(result: ExecPlan | _Outcome) -> NoReturn:
         sys.stderr.write(result.stderr)
         sys.stderr.flush()
     os._exit(result.code)
+
+
+def _contain(prepared: Any) -> None:
+    """Enforce containment after the allow record; on failure, record it and exit 70."""
+    from gatekeeper import contain  # noqa: PLC0415
+
+    try:
+        contain.apply(prepared)
+    except (contain.ContainmentError, OSError) as error:
+        ref = os.urandom(8).hex()
+        _fallback_audit(
+            {
+                "event": "connect",
+                "decision": "error",
+                "reason": "containment_failed",
+                "detail": str(error),
+                "exit_code": EX_SOFTWARE,
+                "uid": os.getuid(),
+                "connection_id": ref,
+                "pid": os.getpid(),
+                "version": __version__,
+            }
+        )
+        sys.stderr.write(messages.line(messages.UNAVAILABLE, ref=ref))
+        sys.stderr.flush()
+        os._exit(EX_SOFTWARE)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

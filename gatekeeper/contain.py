@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 #: is denied by the seccomp filter on older kernels instead.
 MIN_ABI: Final = 1
 
-# <linux/landlock.h>
+# Constants of linux/landlock.h
 _CREATE_RULESET_VERSION: Final = 1 << 0
 _RULE_PATH_BENEATH: Final = 1
 _SYS_CREATE_RULESET: Final = 444  # the same number on every architecture
@@ -85,7 +85,7 @@ _FS_ABI1: Final = (1 << 13) - 1
 #: Rights a rule on a regular file (not a directory) may carry.
 _FILE_RIGHTS: Final = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
 
-# prctl(2), seccomp(2)
+# Constants for prctl(2) and seccomp(2)
 _PR_SET_NO_NEW_PRIVS: Final = 38
 _PR_SET_SECCOMP: Final = 22
 _SECCOMP_MODE_FILTER: Final = 2
@@ -198,11 +198,11 @@ class Ruleset:
 def handled_fs(abi: int) -> int:
     """Every filesystem right the given Landlock ABI knows."""
     rights = _FS_ABI1
-    if abi >= 2:  # noqa: PLR2004 - Landlock ABI numbers
+    if abi >= 2:
         rights |= FS_REFER
-    if abi >= 3:  # noqa: PLR2004
+    if abi >= 3:
         rights |= FS_TRUNCATE
-    if abi >= 5:  # noqa: PLR2004
+    if abi >= 5:
         rights |= FS_IOCTL_DEV
     return rights
 
@@ -228,10 +228,10 @@ def build_ruleset(
     rules = [Rule("/", FS_READ_FILE | FS_READ_DIR)]
     rules += [Rule(path, FS_EXECUTE | FS_READ_FILE) for path in executables]
     rules += [Rule(path, write_rights(abi, directory=is_dir)) for path, is_dir in write]
-    tty = FS_READ_FILE | FS_WRITE_FILE | (FS_IOCTL_DEV if abi >= 5 else 0)  # noqa: PLR2004
+    tty = FS_READ_FILE | FS_WRITE_FILE | (FS_IOCTL_DEV if abi >= 5 else 0)
     rules += [Rule(path, tty & fs) for path in terminals]
-    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0  # noqa: PLR2004
-    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0  # noqa: PLR2004
+    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
     return Ruleset(abi, fs, net, scoped, tuple(rules))
 
 
@@ -259,7 +259,7 @@ def seccomp_program(arch: int, abi: int) -> bytes:
         raise ContainmentError(f"seccomp: unsupported architecture {arch:#x}")
     table = _SYSCALLS[arch]
     names = list(DENIED_SYSCALLS)
-    if abi < 3:  # noqa: PLR2004 - no Landlock TRUNCATE right before ABI 3
+    if abi < 3:
         names.append(TRUNCATE_SYSCALL)
     numbers = [table[name] for name in names]
     deny = _SECCOMP_RET_ERRNO | _EPERM
@@ -295,20 +295,22 @@ def elf_interpreter(data: bytes) -> str | None:
 
     :class:`ContainmentError` if ``data`` is not a well-formed ELF header.
     """
-    if data[:4] != _ELF_MAGIC or len(data) < 64:  # noqa: PLR2004 - ELF64 header size
+    if data[:4] != _ELF_MAGIC or len(data) < 64:
         raise ContainmentError("not an ELF file")
     bits, order = data[4], data[5]
     if bits not in (1, 2) or order not in (1, 2):
         raise ContainmentError("unknown ELF class or byte order")
     end = "<" if order == 1 else ">"
-    if bits == 2:  # noqa: PLR2004
-        phoff, phentsize, phnum = struct.unpack_from(f"{end}Q", data, 32)[0], *struct.unpack_from(
-            f"{end}HH", data, 54
+    if bits == 2:
+        phoff, phentsize, phnum = (
+            struct.unpack_from(f"{end}Q", data, 32)[0],
+            *struct.unpack_from(f"{end}HH", data, 54),
         )
         entry = f"{end}IIQQQQQQ"
     else:
-        phoff, phentsize, phnum = struct.unpack_from(f"{end}I", data, 28)[0], *struct.unpack_from(
-            f"{end}HH", data, 42
+        phoff, phentsize, phnum = (
+            struct.unpack_from(f"{end}I", data, 28)[0],
+            *struct.unpack_from(f"{end}HH", data, 42),
         )
         entry = f"{end}IIIIIIII"
     if phentsize < struct.calcsize(entry):
@@ -320,7 +322,7 @@ def elf_interpreter(data: bytes) -> str | None:
         fields = struct.unpack_from(entry, data, offset)
         if fields[0] != _PT_INTERP:
             continue
-        p_offset, p_filesz = (fields[2], fields[5]) if bits == 2 else (fields[1], fields[4])  # noqa: PLR2004
+        p_offset, p_filesz = (fields[2], fields[5]) if bits == 2 else (fields[1], fields[4])
         raw = data[p_offset : p_offset + p_filesz].rstrip(b"\x00")
         if not raw.startswith(b"/") or b"\x00" in raw:
             raise ContainmentError("bad ELF interpreter path")
@@ -356,7 +358,7 @@ def executables(binary: str) -> tuple[str, ...]:
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = (  # noqa: RUF012 - ctypes' own protocol
+    _fields_ = (
         ("handled_access_fs", ctypes.c_uint64),
         ("handled_access_net", ctypes.c_uint64),
         ("scoped", ctypes.c_uint64),
@@ -365,14 +367,14 @@ class _RulesetAttr(ctypes.Structure):
 
 class _PathBeneathAttr(ctypes.Structure):
     _pack_ = 1
-    _fields_ = (  # noqa: RUF012 - ctypes' own protocol
+    _fields_ = (
         ("allowed_access", ctypes.c_uint64),
         ("parent_fd", ctypes.c_int32),
     )
 
 
 class _SockFilter(ctypes.Structure):
-    _fields_ = (  # noqa: RUF012 - ctypes' own protocol
+    _fields_ = (
         ("len", ctypes.c_ushort),
         ("filter", ctypes.c_char_p),
     )
@@ -420,9 +422,9 @@ class Prepared:
 
 
 def _attr_size(abi: int) -> int:
-    if abi >= 6:  # noqa: PLR2004 - the scoped field
+    if abi >= 6:
         return 24
-    if abi >= 4:  # noqa: PLR2004 - handled_access_net
+    if abi >= 4:
         return 16
     return 8
 
@@ -479,7 +481,7 @@ def prepare(binary: str, write: Sequence[str], terminals: Sequence[str]) -> Prep
 
 def close_other_fds(keep: int = -1) -> None:
     """Close every descriptor above 2 (except ``keep``): nothing leaks into the program."""
-    if keep > 2:  # noqa: PLR2004 - stdin, stdout, stderr
+    if keep > 2:
         os.closerange(3, keep)
         os.closerange(keep + 1, 1 << 20)
     else:

@@ -16,8 +16,8 @@ Invariants (SPEC §1, §4; SECURITY.md §17-19):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
 from gatekeeper.decide import AttachSession, RunProgram
 from gatekeeper.model import READ_ONLY, Connection, Policy
@@ -36,6 +36,9 @@ class ExecPlan:
     path: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
+    #: A contained program's prepared Landlock/seccomp state
+    #: (:class:`gatekeeper.contain.Prepared`), applied right before exec.
+    containment: Any = field(default=None, compare=False)
 
 
 def safe_term(term: str | None) -> str:

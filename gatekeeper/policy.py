@@ -107,6 +107,29 @@ class ProgramModel(_Strict):
 
     argv: list[str] = Field(min_length=1)
     """The complete argv; ``argv[0]`` is an absolute path. Nothing from the guest is added."""
+    sandbox: bool = False
+    """Run contained (Linux Landlock + seccomp, unprivileged): the program may read what
+    the guest's permissions allow, execute only its own binary, write only beneath
+    ``write``, and open no socket and start no process. Required for any program an
+    account that can attach to a session may run, and for editors, pagers and
+    interpreters that can spawn commands. On a kernel without Landlock the program is
+    denied (``gatekeeperctl doctor`` says why)."""
+    write: list[str] = []
+    """Contained programs only: absolute paths (files or directories) the program may
+    write, create and remove beneath; nothing else is writable. Default: none."""
+
+    @field_validator("write")
+    @classmethod
+    def _write(cls, value: list[str]) -> list[str]:
+        for path in value:
+            _absolute_path(path)
+        return value
+
+    @model_validator(mode="after")
+    def _write_needs_sandbox(self) -> ProgramModel:
+        if self.write and not self.sandbox:
+            raise ValueError("write applies to contained programs only (sandbox = true)")
+        return self
 
     @field_validator("argv")
     @classmethod
@@ -319,7 +342,10 @@ def _compile(data: PolicyModel, sha256: str, path: str) -> model.Policy:
             name: model.Session(name, s.socket, s.owner, s.target)
             for name, s in data.sessions.items()
         },
-        programs={name: model.Program(name, tuple(p.argv)) for name, p in data.programs.items()},
+        programs={
+            name: model.Program(name, tuple(p.argv), p.sandbox, tuple(p.write))
+            for name, p in data.programs.items()
+        },
         grants=tuple(
             model.Grant(
                 index=index,
