@@ -39,7 +39,14 @@ _EXIT_CODES: Final = (
     (decide.EX_UNAVAILABLE, "the session is not running or its socket is not reachable"),
     (decide.EX_SOFTWARE, "internal error (fail closed)"),
     (decide.EX_TEMPFAIL, "the audit record could not be written (fail closed)"),
-    (decide.EX_CONFIG, "the policy is missing, invalid or unsafe (fail closed)"),
+    (
+        decide.EX_CONFIG,
+        (
+            "the policy is missing, invalid or unsafe, or an allowed program cannot run "
+            "safely here (uncontained for an account that can attach, a program that can "
+            "spawn commands, a changed binary, no Landlock for a contained one; fail closed)"
+        ),
+    ),
 )
 
 #: Policy tables in the order gatekeeper.toml(5) documents them, and how each one is written.
@@ -289,6 +296,16 @@ users = ["pair"]
 session = "shared"
 mode = "read-only"
 default = true
+
+# pair can attach, so its editor must run contained
+[programs.editor]
+argv = ["/usr/bin/vim", "-Z", "-u", "DEFAULTS", "-i", "NONE", "--noplugin", "--", "/srv/notes"]
+sandbox = true
+write = ["/srv/notes"]
+
+[[grant]]
+users = ["pair"]
+program = "editor"
 """
 
 

@@ -103,7 +103,18 @@ class SessionModel(_Strict):
 
 
 class ProgramModel(_Strict):
-    """A program run with a fixed argv; the guest can only name it."""
+    """A program run with a fixed argv; the guest can only name it.
+
+    An account that can attach to any session may run only contained programs
+    (``sandbox = true``): code it runs could otherwise drive the session through
+    tmux control mode as the host, read-only or not. Programs that embed an
+    interpreter or have shell/filter commands (vim in every build, nvim, emacs, mc,
+    interpreters, shells, more, man...) must be contained for every account;
+    ``argv[0]`` is judged by its real path (symlinks resolved). Uncontained, only
+    ``less -- FILE`` and ``nano --restricted -- FILE`` (or ``rnano``) are known to be
+    safe. ``gatekeeperctl check`` reports each case as an error; the gatekeeper
+    denies it (exit 78).
+    """
 
     argv: list[str] = Field(min_length=1)
     """The complete argv; ``argv[0]`` is an absolute path. Nothing from the guest is added."""

@@ -236,3 +236,25 @@ program = "editor"
         "uncontained_program",
         False,
     )
+
+
+def test_doctor_fails_a_contained_program_on_a_kernel_without_landlock() -> None:
+    from gatekeeper.ctl import doctor  # noqa: PLC0415 - structlog-free, but the admin side
+
+    contained = policy({"e": Program("e", ("/usr/bin/vim",), sandbox=True)}, [])
+    plain = policy({}, [])
+    bad = doctor.containment_check(contained, abi=0, seccomp=True)
+    assert (bad.status, bad.message) == (
+        "fail",
+        "Landlock ABI 0, seccomp yes: contained programs (e) are denied on this kernel",
+    )
+    assert "lsm=...,landlock" in (bad.fix or "")
+    assert doctor.containment_check(plain, abi=0, seccomp=True).status == "warn"
+    assert doctor.containment_check(contained, abi=7, seccomp=False).status == "fail"
+    good = doctor.containment_check(contained, abi=7, seccomp=True)
+    assert (good.status, good.message) == (
+        "ok",
+        "Landlock ABI 7, seccomp yes: contained programs can run",
+    )
+    live = doctor.containment_check(contained)
+    assert live.status == "ok"  # this machine: kernel 6.18, Landlock ABI 7
