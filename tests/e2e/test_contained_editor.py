@@ -62,8 +62,10 @@ def vim_keys(term, pane: str, stage: Stage, socket: str) -> None:
     lines = [
         "#!/bin/sh",
         f"id -u > {stage.drop}/guest_ran",
-        f"printf 'run-shell \"id -u > {stage.drop}/pwned\"\\n' | "
-        f"/usr/bin/tmux -S {socket} -C attach -t =shared",
+        (
+            f"printf 'run-shell \"id -u > {stage.drop}/pwned\"\\n' | "
+            f"/usr/bin/tmux -S {socket} -C attach -t =shared"
+        ),
     ]
     commands = [
         f":call writefile({json.dumps(lines)}, '{stage.script}')",
@@ -113,7 +115,7 @@ def stage(deployment) -> Stage:
 
 
 def guest_files_outside(guest: gktest.Account, allowed: Path, since: Path) -> list[str]:
-    """Files owned by the guest under /tmp and the site, newer than ``since``, outside ``allowed``."""
+    """Files owned by the guest under /tmp, newer than ``since``, outside ``allowed``."""
     found = subprocess.run(
         ["find", "/tmp", "-xdev", "-user", str(guest.uid), "-newer", str(since), "-print"],
         capture_output=True,
@@ -137,7 +139,7 @@ def test_control_the_01_editor_gives_the_host_account(deployment, term, stage) -
         pane = term.run(sshd.ssh_argv(deployment.keys["guest"], guest.name, "-tt"))
         term.tmux.wait_screen(pane, "notes", timeout=30)
         vim_keys(term, pane, stage, deployment.host.socket)
-        gktest.wait_until(lambda: (stage.drop / "pwned").exists(), 30, "run-shell as the host")
+        gktest.wait_until((stage.drop / "pwned").exists, 30, "run-shell as the host")
         pwned = stage.drop / "pwned"
         gktest.wait_until(lambda: pwned.read_text().strip() or None, 10, "run-shell output")
         assert pwned.stat().st_uid == deployment.accounts.host.uid
@@ -191,7 +193,7 @@ def test_the_contained_editor_spawns_nothing(deployment, journal, term, stage) -
         )
         term.tmux.wait_screen(pane, "notes", timeout=30)
         vim_keys(term, pane, stage, deployment.host.socket)
-        gktest.wait_until(lambda: (stage.project / "done").exists(), 30, "the marker write")
+        gktest.wait_until((stage.project / "done").exists, 30, "the marker write")
         # Every keystroke before the marker has been handled: nothing ran, nothing escaped.
         assert stage.files(stage.drop) == []
         assert stage.script.exists()  # writing inside `write` works
