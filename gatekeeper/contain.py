@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import resource
 import struct
 from dataclasses import dataclass
@@ -278,7 +277,7 @@ def seccomp_program(arch: int, abi: int) -> bytes:
 
 def machine_arch(machine: str | None = None) -> int:
     """The AUDIT_ARCH value for this machine; :class:`ContainmentError` if unsupported."""
-    name = platform.machine() if machine is None else machine
+    name = os.uname().machine if machine is None else machine
     if name not in _MACHINES:
         raise ContainmentError(f"containment supports x86_64 and aarch64, not {name!r}")
     return _MACHINES[name]

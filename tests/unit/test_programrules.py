@@ -258,3 +258,36 @@ def test_doctor_fails_a_contained_program_on_a_kernel_without_landlock() -> None
     )
     live = doctor.containment_check(contained)
     assert live.status == "ok"  # this machine: kernel 6.18, Landlock ABI 7
+
+
+def test_a_changed_target_denies_until_check_runs_again() -> None:
+    from gatekeeper import programstage  # noqa: PLC0415
+    from gatekeeper.decide import RunProgram  # noqa: PLC0415
+    from gatekeeper.plan import ExecPlan  # noqa: PLC0415
+
+    real = os.path.realpath("/bin/true")
+    st = os.stat(real)
+    grant = Grant(0, users=frozenset({"pair"}), program="t")
+    pinned = (real, st.st_dev, st.st_ino, st.st_uid, st.st_mode)
+    exe = ExecPlan("/bin/true", ("/bin/true",), {})
+    from gatekeeper.decide import Identity  # noqa: PLC0415
+
+    identity = Identity("pair", None, None)
+    for pin, expected in (
+        (pinned, None),
+        ((real, st.st_dev, st.st_ino + 1, st.st_uid, st.st_mode), "program_changed"),
+        (("/usr/bin/vim.nox", st.st_dev, st.st_ino, st.st_uid, st.st_mode), "program_changed"),
+        ((real, st.st_dev, st.st_ino, st.st_uid, st.st_mode | 0o002), "program_changed"),
+    ):
+        program = Program("t", ("/bin/true",), pin=pin)
+        pol = policy({"t": program}, [grant])
+        decision = RunProgram(identity, grant, "t")
+        out = programstage.prepare(decision, pol, conn(), exe)
+        if expected is None:
+            assert isinstance(out, ExecPlan)
+            assert (out.path, out.argv) == (real, ("/bin/true",))  # resolved path, argv as written
+        else:
+            assert isinstance(out, tuple)
+            assert out[0] == expected
+            assert out[2] == EX_CONFIG
+            assert out[1].endswith("run gatekeeperctl check")
