@@ -15,8 +15,10 @@ before exec, and containment must not stop it from being written):
    connection is denied (``containment_unavailable``, exit 78).
 2. :func:`apply` - after the record, right before ``execve``: close every
    file descriptor but 0, 1, 2; ``PR_SET_NO_NEW_PRIVS``;
-   ``landlock_restrict_self``; the seccomp filter; ``RLIMIT_NPROC = 0`` and
-   ``RLIMIT_CORE = 0``. These calls cannot be undone by the program.
+   ``landlock_restrict_self``; the seccomp filter; ``RLIMIT_CORE = 0``. These
+   cannot be undone by the program. (``RLIMIT_NPROC = 0`` would also stop
+   threads - vim's timer thread fails with E1286 - so process creation is
+   denied by the filter instead: fork, vfork, clone without CLONE_THREAD.)
 
 What the program may do afterwards (docs/threat-model.md):
 
@@ -31,7 +33,8 @@ What the program may do afterwards (docs/threat-model.md):
   particular not the tmux server's (Landlock ABI 7 does not handle
   ``connect`` to a pathname Unix socket, seccomp does); no ``io_uring``,
   ``ptrace``, ``process_vm_*``, ``pidfd_getfd``, ``memfd_create``,
-  ``execveat``, ``unshare``, ``setns``; no new process (``RLIMIT_NPROC``);
+  ``execveat``, ``unshare``, ``setns``; no new process (fork, vfork, clone
+  without ``CLONE_THREAD``; ``clone3`` answers ENOSYS);
 * signals and abstract Unix sockets scoped to its own domain (ABI 6+).
 """
 
@@ -100,6 +103,9 @@ _X32_BIT: Final = 0x40000000
 #: Syscalls the filter refuses with EPERM, by name; numbers per architecture below.
 DENIED_SYSCALLS: Final = (
     "socket",  # every family: no TCP, no Unix socket (tmux), no netlink
+    # A socketpair(2) datagram socket can still sendto() a pathname socket
+    # (journald's, /dev/log): Landlock <= 7 does not check that either.
+    "socketpair",
     "io_uring_setup",  # io_uring can open sockets and files behind seccomp's back
     "io_uring_enter",
     "io_uring_register",
@@ -107,6 +113,8 @@ DENIED_SYSCALLS: Final = (
     "process_vm_readv",
     "process_vm_writev",
     "pidfd_getfd",  # steal a descriptor (e.g. a socket) from another process
+    "fork",  # no new process: fork, vfork and clone without CLONE_THREAD (below)
+    "vfork",
     "memfd_create",  # anonymous executable files
     "execveat",  # fexecve of a descriptor; execve(2) itself stays, Landlock-checked
     "unshare",
@@ -125,6 +133,11 @@ TRUNCATE_SYSCALL: Final = "truncate"
 _SYSCALLS: Final[dict[int, dict[str, int]]] = {
     AUDIT_ARCH_X86_64: {
         "socket": 41,
+        "fork": 57,
+        "vfork": 58,
+        "clone": 56,
+        "clone3": 435,
+        "socketpair": 53,
         "io_uring_setup": 425,
         "io_uring_enter": 426,
         "io_uring_register": 427,
@@ -147,6 +160,9 @@ _SYSCALLS: Final[dict[int, dict[str, int]]] = {
     },
     AUDIT_ARCH_AARCH64: {
         "socket": 198,
+        "clone": 220,
+        "clone3": 435,
+        "socketpair": 199,
         "io_uring_setup": 425,
         "io_uring_enter": 426,
         "io_uring_register": 427,
@@ -239,9 +255,13 @@ def build_ruleset(
 _BPF_LD_W_ABS: Final = 0x20
 _BPF_JEQ_K: Final = 0x15
 _BPF_JGE_K: Final = 0x35
+_BPF_JSET_K: Final = 0x45
 _BPF_RET_K: Final = 0x06
 _OFF_NR: Final = 0
 _OFF_ARCH: Final = 4
+_OFF_ARG0: Final = 16  # low 32 bits of args[0] (little-endian: x86_64, aarch64)
+_CLONE_THREAD: Final = 0x00010000
+_ENOSYS: Final = 38
 
 
 def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
@@ -260,7 +280,7 @@ def seccomp_program(arch: int, abi: int) -> bytes:
     names = list(DENIED_SYSCALLS)
     if abi < 3:
         names.append(TRUNCATE_SYSCALL)
-    numbers = [table[name] for name in names]
+    numbers = [table[name] for name in names if name in table]  # aarch64 has no fork/vfork
     deny = _SECCOMP_RET_ERRNO | _EPERM
     code = [_insn(_BPF_LD_W_ABS, 0, 0, _OFF_ARCH), _insn(_BPF_JEQ_K, 1, 0, arch)]
     code.append(_insn(_BPF_RET_K, 0, 0, deny))
@@ -268,6 +288,16 @@ def seccomp_program(arch: int, abi: int) -> bytes:
     if arch == AUDIT_ARCH_X86_64:
         code.append(_insn(_BPF_JGE_K, 0, 1, _X32_BIT))
         code.append(_insn(_BPF_RET_K, 0, 0, deny))
+    # clone(2) makes a thread (allowed: same process, same sandbox) or a process
+    # (denied); clone3(2) hides its flags in memory, so it answers ENOSYS and libc
+    # falls back to clone(2).
+    code.append(_insn(_BPF_JEQ_K, 0, 4, table["clone"]))
+    code.append(_insn(_BPF_LD_W_ABS, 0, 0, _OFF_ARG0))
+    code.append(_insn(_BPF_JSET_K, 0, 1, _CLONE_THREAD))
+    code.append(_insn(_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW))
+    code.append(_insn(_BPF_RET_K, 0, 0, deny))
+    code.append(_insn(_BPF_JEQ_K, 0, 1, table["clone3"]))
+    code.append(_insn(_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | _ENOSYS))
     for number in numbers:
         code.append(_insn(_BPF_JEQ_K, 0, 1, number))
         code.append(_insn(_BPF_RET_K, 0, 0, deny))
@@ -509,7 +539,6 @@ def apply(prepared: Prepared) -> None:
         "seccomp",
     )
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
 def contain(binary: str, write: Sequence[str], terminals: Sequence[str]) -> None:

@@ -61,9 +61,9 @@ def vim_keys(term, pane: str, stage: Stage, socket: str) -> None:
     """The attack of §34, typed into vim; ends with a marker write once all ran."""
     lines = [
         "#!/bin/sh",
-        f"id -u > {stage.drop}/guest_ran",
+        f"id -u >> {stage.drop}/guest_ran",
         (
-            f"printf 'run-shell \"id -u > {stage.drop}/pwned\"\\n' | "
+            f"printf 'run-shell \"id -u >> {stage.drop}/pwned\"\\n' | "
             f"/usr/bin/tmux -S {socket} -C attach -t =shared"
         ),
     ]
@@ -143,8 +143,9 @@ def test_control_the_01_editor_gives_the_host_account(deployment, term, stage) -
         pwned = stage.drop / "pwned"
         gktest.wait_until(lambda: pwned.read_text().strip() or None, 10, "run-shell output")
         assert pwned.stat().st_uid == deployment.accounts.host.uid
-        assert pwned.read_text().strip() == str(deployment.accounts.host.uid)
-        assert (stage.drop / "guest_ran").read_text().strip() == str(guest.uid)
+        # Appended to by each run ('shell' + braces, and csprg if it got that far).
+        assert set(pwned.read_text().split()) == {str(deployment.accounts.host.uid)}
+        assert set((stage.drop / "guest_ran").read_text().split()) == {str(guest.uid)}
         assert "evil" in stage.files(stage.drop)
     finally:
         sshd.stop()

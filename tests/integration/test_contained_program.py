@@ -30,7 +30,7 @@ PYTHON = "/usr/bin/python3"
 ATTACK = textwrap.dedent(
     """
     import json, os, socket, subprocess, sys
-    wdir, drop, tmux_sock, port, outside = sys.argv[1:6]
+    wdir, drop, tmux_sock, port, outside, journal = sys.argv[1:7]
     results = {}
     def save():
         with open(os.path.join(wdir, "results.json"), "w") as f:
@@ -52,9 +52,19 @@ ATTACK = textwrap.dedent(
     probe("write_inside", lambda: open(os.path.join(wdir, "mine"), "w").write("x"))
     probe("write_outside", lambda: open(outside, "w").write("x"))
     probe("unix_socket", lambda: socket.socket(socket.AF_UNIX).connect(tmux_sock))
+    def dgram_to_path():
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        return a.sendto(b"x", journal)
+    probe("socketpair_sendto", dgram_to_path)
     probe("tcp_connect", lambda: socket.create_connection(("127.0.0.1", int(port)), 5).close())
     probe("fork", lambda: os.waitpid(pid, 0) if (pid := os.fork()) else os._exit(0))
     probe("memfd", lambda: os.memfd_create("x"))
+    def thread():
+        import threading
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+    probe("thread", thread)
     def control_mode():
         cmd = 'run-shell "id -u > ' + drop + '/pwned"' + chr(10)
         r = subprocess.run(["/usr/bin/tmux", "-S", tmux_sock, "-C", "attach", "-t", "=shared"],
@@ -83,10 +93,22 @@ class World:
         self.drop.chmod(0o1777)
         self.outside = self.drop / "outside"
         self.listener = socket.create_server(("127.0.0.1", 0))
+        # A datagram socket anyone may write, like journald's.
+        self.sink = root / "sink.sock"
+        self.receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.receiver.bind(str(self.sink))
+        self.sink.chmod(0o666)
         self.port = self.listener.getsockname()[1]
 
     def args(self, tmux_socket: str) -> list[str]:
-        return [str(self.wdir), str(self.drop), tmux_socket, str(self.port), str(self.outside)]
+        return [
+            str(self.wdir),
+            str(self.drop),
+            tmux_socket,
+            str(self.port),
+            str(self.outside),
+            str(self.sink),
+        ]
 
     def results(self) -> dict[str, object]:
         return json.loads((self.wdir / "results.json").read_text())
@@ -101,6 +123,7 @@ def world(world_dir: Path, accounts) -> World:
     made = World(world_dir, accounts.guest)
     yield made
     made.listener.close()
+    made.receiver.close()
 
 
 def test_contained_python_cannot_escape_but_the_same_attack_uncontained_owns_the_host(
@@ -115,10 +138,11 @@ def test_contained_python_cannot_escape_but_the_same_attack_uncontained_owns_the
     results = world.results()
     assert results["unix_socket"] == "ok:None"
     assert results["tcp_connect"] == "ok:None"
+    assert results["socketpair_sendto"] == "ok:1"
     assert results["write_outside"] == "ok:1"
     assert results["control_mode"] == "ok:0"
-    pwned = gktest.wait_until(lambda: (world.drop / "pwned").exists() or None, 10, "run-shell")
-    assert pwned
+    pwned = world.drop / "pwned"
+    gktest.wait_until(lambda: pwned.exists() and pwned.read_text().strip(), 10, "run-shell")
     assert (world.drop / "pwned").stat().st_uid == accounts.host.uid  # the host's account
     assert (world.drop / "pwned").read_text().strip() == str(accounts.host.uid)
     assert (world.drop / "script_ran").read_text() == "ran\n"  # exec of its own script
@@ -155,10 +179,12 @@ program = "attack"
         "write_inside": "ok:1",
         "write_outside": "denied:PermissionError",
         "unix_socket": "denied:PermissionError",
+        "socketpair_sendto": "denied:PermissionError",
         "tcp_connect": "denied:PermissionError",
-        "fork": "denied:BlockingIOError",
+        "fork": "denied:PermissionError",
+        "thread": "ok:None",
         "memfd": "denied:PermissionError",
-        "control_mode": "denied:BlockingIOError",
+        "control_mode": "denied:PermissionError",
         "exec_own_script": "denied:PermissionError",
         "exec_sh": "denied:PermissionError",
         "done": True,

@@ -57,11 +57,11 @@ def decode(program: bytes) -> list[tuple[int, int, int, int]]:
     return [struct.unpack("=HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
 
 
-def run_filter(program: bytes, arch: int, nr: int) -> int:
+def run_filter(program: bytes, arch: int, nr: int, arg0: int = 0) -> int:
     """A tiny classic-BPF interpreter for the instructions the filter uses."""
     insns = decode(program)
     pc, acc = 0, 0
-    data = {0: nr, 4: arch}
+    data = {0: nr, 4: arch, 16: arg0}
     while True:
         code, jt, jf, k = insns[pc]
         if code == 0x20:
@@ -71,6 +71,8 @@ def run_filter(program: bytes, arch: int, nr: int) -> int:
             pc += 1 + (jt if acc == k else jf)
         elif code == 0x35:
             pc += 1 + (jt if acc >= k else jf)
+        elif code == 0x45:
+            pc += 1 + (jt if acc & k else jf)
         elif code == 0x06:
             return k
         else:
@@ -90,6 +92,21 @@ def test_the_filter_denies_sockets_and_allows_the_rest(arch: int, socket: int, r
     assert run_filter(program, arch, 425) == EPERM  # io_uring_setup
     assert run_filter(program, arch, read) == ALLOW
     assert run_filter(program, 0x40000003, read) == EPERM  # i386 entry: another table
+
+
+@pytest.mark.parametrize(
+    ("arch", "clone"), [(c.AUDIT_ARCH_X86_64, 56), (c.AUDIT_ARCH_AARCH64, 220)]
+)
+def test_threads_yes_processes_no(arch: int, clone: int) -> None:
+    program = c.seccomp_program(arch, 7)
+    thread = 0x3D0F00  # glibc pthread_create's flags, CLONE_THREAD among them
+    assert run_filter(program, arch, clone, thread) == ALLOW
+    assert run_filter(program, arch, clone, 0x01200011) == EPERM  # fork(): SIGCHLD|SETTID...
+    assert run_filter(program, arch, clone, 0x4111) == EPERM  # posix_spawn: VM|VFORK
+    assert run_filter(program, arch, 435) == 0x00050000 | 38  # clone3: ENOSYS, libc falls back
+    if arch == c.AUDIT_ARCH_X86_64:
+        assert run_filter(program, arch, 57) == EPERM  # fork
+        assert run_filter(program, arch, 58) == EPERM  # vfork
 
 
 def test_x32_numbers_are_denied() -> None:
