@@ -28,7 +28,7 @@ import signal
 for _signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
     signal.signal(_signum, signal.SIG_IGN)
 
-from gatekeeper.connect import main
+from gatekeeper.login.entry import main
 
 main()
 """

@@ -290,7 +290,7 @@ def test_man_pages_render_cleanly_and_match_help_and_schema() -> None:
     # Every subcommand and option that --help shows is in gatekeeperctl(8).
     helps = json.loads(
         installed_python(
-            "import json; from gatekeeper.ctl.cli import parser; from gatekeeper import manpages\n"
+            "import json; from gatekeeper.cli.main import parser; from gatekeeper import manpages\n"
             "print(json.dumps({n: s.format_help() for n, _, s in manpages._subcommands(parser())}))"
         )
     )
@@ -494,7 +494,7 @@ def test_purge_leaves_no_files() -> None:
     assert ctl("check").returncode == 0
     cache = Path(
         installed_python(
-            f"from gatekeeper.policycache import cache_file; print(cache_file({str(CONFFILE)!r}))"
+            f"from gatekeeper.policy.cache import cache_file; print(cache_file({str(CONFFILE)!r}))"
         ).strip()
     )
     assert cache.is_file()

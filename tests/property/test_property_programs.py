@@ -18,8 +18,8 @@ from itertools import chain, combinations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.ctl import check
-from gatekeeper.model import Grant, Policy, Program, Session
+from gatekeeper.policy import check
+from gatekeeper.policy.model import Grant, Policy, Program, Session
 
 USERS = ("root", "daemon", "nobody", "gk-nosuch-a", "gk-nosuch-b")
 GROUPS = ("root", "daemon", "nogroup", "gk-nosuch-g")

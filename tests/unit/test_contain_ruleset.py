@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from gatekeeper import contain as c
+from gatekeeper.login import contain as c
 
 READ = c.FS_READ_FILE | c.FS_READ_DIR
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import pytest
 
-from gatekeeper import messages
+from gatekeeper.login import messages
 
 REF = "0123456789abcdef"
 

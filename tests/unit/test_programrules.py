@@ -9,11 +9,12 @@ from collections.abc import Iterator
 import gkunit
 import pytest
 
-from gatekeeper import connect, programrules
-from gatekeeper.ctl import check
-from gatekeeper.decide import EX_CONFIG
-from gatekeeper.model import Connection, Grant, Policy, Program, Session
-from gatekeeper.policy import Problem
+from gatekeeper.exitcodes import EX_CONFIG
+from gatekeeper.login import entry as connect
+from gatekeeper.policy import check
+from gatekeeper.policy import programs as programrules
+from gatekeeper.policy.loader import Problem
+from gatekeeper.policy.model import Connection, Grant, Policy, Program, Session
 
 
 @pytest.fixture
@@ -239,7 +240,7 @@ program = "editor"
 
 
 def test_doctor_fails_a_contained_program_on_a_kernel_without_landlock() -> None:
-    from gatekeeper.ctl import doctor  # noqa: PLC0415 - structlog-free, but the admin side
+    from gatekeeper.deploy import doctor  # noqa: PLC0415 - structlog-free, but the admin side
 
     contained = policy({"e": Program("e", ("/usr/bin/vim",), sandbox=True)}, [])
     plain = policy({}, [])
@@ -261,16 +262,16 @@ def test_doctor_fails_a_contained_program_on_a_kernel_without_landlock() -> None
 
 
 def test_a_changed_target_denies_until_check_runs_again() -> None:
-    from gatekeeper import programstage  # noqa: PLC0415
-    from gatekeeper.decide import RunProgram  # noqa: PLC0415
-    from gatekeeper.plan import ExecPlan  # noqa: PLC0415
+    from gatekeeper.login import programstage  # noqa: PLC0415
+    from gatekeeper.login.decide import RunProgram  # noqa: PLC0415
+    from gatekeeper.login.plan import ExecPlan  # noqa: PLC0415
 
     real = os.path.realpath("/bin/true")
     st = os.stat(real)
     grant = Grant(0, users=frozenset({"pair"}), program="t")
     pinned = (real, st.st_dev, st.st_ino, st.st_uid, st.st_mode)
     exe = ExecPlan("/bin/true", ("/bin/true",), {})
-    from gatekeeper.decide import Identity  # noqa: PLC0415
+    from gatekeeper.login.decide import Identity  # noqa: PLC0415
 
     identity = Identity("pair", None, None)
     for pin, expected in (
@@ -287,7 +288,6 @@ def test_a_changed_target_denies_until_check_runs_again() -> None:
             assert isinstance(out, ExecPlan)
             assert (out.path, out.argv) == (real, ("/bin/true",))  # resolved path, argv as written
         else:
-            assert isinstance(out, tuple)
-            assert out[0] == expected
-            assert out[2] == EX_CONFIG
-            assert out[1].endswith("run gatekeeperctl check")
+            assert not isinstance(out, ExecPlan)
+            assert (out.reason, out.exit_code) == (expected, EX_CONFIG)
+            assert out.detail.endswith("run gatekeeperctl check")
