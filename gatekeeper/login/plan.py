@@ -37,7 +37,7 @@ class ExecPlan:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     #: A contained program's prepared Landlock/seccomp state
-    #: (:class:`gatekeeper.contain.Prepared`), applied right before exec.
+    #: (:class:`gatekeeper.login.contain.Prepared`), applied right before exec.
     containment: Any = field(default=None, compare=False)
     #: The policy declares the program contained (``sandbox = true``).
     contained: bool = False

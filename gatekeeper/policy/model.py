@@ -58,7 +58,7 @@ class Program:
 
     name: str
     argv: tuple[str, ...]
-    #: Run contained (Landlock + seccomp, :mod:`gatekeeper.contain`).
+    #: Run contained (Landlock + seccomp, :mod:`gatekeeper.login.contain`).
     sandbox: bool = False
     #: Absolute paths a contained program may write and create beneath.
     write: tuple[str, ...] = ()
