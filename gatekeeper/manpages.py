@@ -333,6 +333,14 @@ def policy_page(date: str) -> str:
     out += [".SH FILES", ".TP", f"\\fI{_option(POLICY_PATH)}\\fR", "The policy."]
     out += [".TP", "\\fI/usr/share/doc/ssh\\-gatekeeper/examples/\\fR"]
     out += ["The seed scenario policy and its JSON Schema, an sshd_config.d snippet."]
+    out += [".TP", "\\fI/var/lib/gatekeeper/recordings/\\fRNAME"]
+    out += [
+        escape(
+            "Recordings of session NAME (record = on or required): asciicast v2 files, "
+            "one per pane and period, written by the host (0600 in a 0700 directory); "
+            "list them with gatekeeperctl recordings, play them with gatekeeperctl replay."
+        )
+    ]
     out += [".SH SEE ALSO", "gatekeeper(8), gatekeeperctl(8), sshd_config(5), tmux(1)"]
     return "\n".join(out) + "\n"
 

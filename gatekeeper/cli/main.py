@@ -26,6 +26,8 @@ COMMANDS: Final = (
     "gatekeeper.host.who",
     "gatekeeper.host.kick",
     "gatekeeper.review.auditlog",
+    "gatekeeper.host.recordings",
+    "gatekeeper.host.replay",
     "gatekeeper.deploy.demo",
 )
 

@@ -579,6 +579,7 @@ class ConnectInfo:
 
     person: str | None
     connection_id: str | None
+    client_addr: str | None = None
 
 
 _FILE_TAIL: Final = 4 * 1024 * 1024
@@ -636,9 +637,11 @@ def connect_record(policy: Policy, client_pid: int, uid: int) -> ConnectInfo | N
         ):
             person = record.get("person")
             conn = record.get("connection_id")
+            addr = record.get("client_addr")
             return ConnectInfo(
                 person if isinstance(person, str) else None,
                 conn if isinstance(conn, str) else None,
+                addr if isinstance(addr, str) else None,
             )
     return None
 
@@ -668,7 +671,10 @@ def _remember(server: HostServer, client: Client) -> bool:
     return True
 
 
-def _emit_join(policy: Policy, name: str, client: Client) -> None:
+def emit_join(
+    policy: Policy, name: str, client: Client, recordings: list[str] | None = None
+) -> ConnectInfo | None:
+    """Write the ``join`` record of ``client`` (with its recordings); return its connect info."""
     info = connect_record(policy, client.pid, client.uid)
     problem = emit(
         policy,
@@ -682,9 +688,11 @@ def _emit_join(policy: Policy, name: str, client: Client) -> None:
         pid=client.pid,
         person=info.person if info else None,
         connection_id=info.connection_id if info else None,
+        recordings=recordings,
     )
     if problem:
         note_error(policy, name, f"join record of {client.user} not written: {problem}")
+    return info
 
 
 def on_join(policy: Policy, name: str, client_name: str) -> None:
@@ -698,7 +706,9 @@ def on_join(policy: Policy, name: str, client_name: str) -> None:
             return
         fresh = _remember(server, client)
     if fresh:
-        _emit_join(policy, name, client)
+        from gatekeeper.host import visits  # noqa: PLC0415 - visits imports this module
+
+        visits.joined(policy, session, server, client)
 
 
 @dataclass
@@ -725,7 +735,9 @@ class Joined:
         return cls(name, int(parts[0]), int(parts[1]), mode, joined)
 
 
-def emit_leave(policy: Policy, name: str, joined: Joined, ended: str) -> None:
+def emit_leave(
+    policy: Policy, name: str, joined: Joined, ended: str, recordings: list[str] | None = None
+) -> None:
     """Write the ``leave`` record of one client."""
     problem = emit(
         policy,
@@ -739,6 +751,7 @@ def emit_leave(policy: Policy, name: str, joined: Joined, ended: str) -> None:
         pid=joined.pid,
         duration_seconds=round(max(0.0, time.time() - joined.joined), 3),
         ended=ended,
+        recordings=recordings,
     )
     if problem and ended != "server-exit":
         note_error(policy, name, f"leave record of uid {joined.uid} not written: {problem}")
@@ -756,7 +769,11 @@ def on_leave(policy: Policy, name: str, client_name: str) -> None:
         server.unset_option(_END_PREFIX + key)
     joined = Joined.parse(client_name, value) if value else None
     if joined is not None:
-        emit_leave(policy, name, joined, ended if ended in ("kicked", "expired") else "detached")
+        from gatekeeper.host import visits  # noqa: PLC0415 - visits imports this module
+
+        ended = ended if ended in ("kicked", "expired", "recording-failed") else "detached"
+        files = visits.left(policy, session, server, joined, ended)
+        emit_leave(policy, name, joined, ended, files)
 
 
 def joined_clients(server: HostServer) -> list[Joined] | None:
@@ -793,7 +810,7 @@ def revoke(policy: Policy, name: str, server: HostServer, user: str, ended: str)
                 fresh.append(client)
             server.set_option(_END_PREFIX + client_key(client.name), ended)
     for client in fresh:
-        _emit_join(policy, name, client)
+        emit_join(policy, name, client)
     if user in server.acl():
         server.check("server-access", "-d", user)
     for client in victims:
@@ -869,6 +886,7 @@ def watch(policy: Policy, name: str, gid: int, tick: float = 0.5) -> int:
         now = datetime.now(UTC)
         while state.pending and state.pending[0] <= now:
             _apply_boundary(state, state.pending.pop(0))
+        _check_recording(policy, session, server)
         snapshot = joined_clients(server)
         if snapshot is not None and snapshot != state.snapshot:
             state.snapshot = snapshot
@@ -881,6 +899,12 @@ def watch(policy: Policy, name: str, gid: int, tick: float = 0.5) -> int:
     for joined in state.snapshot:
         emit_leave(policy, name, joined, "server-exit")
     return 0
+
+
+def _check_recording(policy: Policy, session: Session, server: HostServer) -> None:
+    from gatekeeper.host import recording  # noqa: PLC0415 - recording imports this module
+
+    recording.check_pipes(policy, session, server)
 
 
 def _alive(pid: int) -> bool:

@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 from gatekeeper.cli.common import add_policy_option, policy_path
 from gatekeeper.exitcodes import EX_USAGE
 from gatekeeper.host import control as hostlib
+from gatekeeper.host import recording
 from gatekeeper.host.control import HostError, HostServer
 from gatekeeper.login import fsafety, live
 from gatekeeper.policy.model import Mode, Policy, Session
@@ -272,6 +273,7 @@ def apply_share(policy: Policy, path: str, session: Session) -> ShareReport:
             f"sudo chgrp {group} {os.path.dirname(session.socket)} && "
             f"sudo chmod 2750 {os.path.dirname(session.socket)}",
         )
+    report.changes += recording.install(policy, path, session, server)
     report.changes += _apply_access(policy, server, session, report.access)
     report.changes += _ensure_watcher(server, policy, path, session, group)
     report.warnings += _verify_guests(session, uid, report.access)

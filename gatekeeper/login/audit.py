@@ -32,7 +32,10 @@ MAX_TEXT: Final = 2048
 
 #: (field, meaning) - the documented record; tests hold the code to it.
 FIELDS: Final[tuple[tuple[str, str], ...]] = (
-    ("event", "`connect` for a login; host side: `share`, `join`, `leave`, `kick`, `revoke`"),
+    (
+        "event",
+        "`connect` for a login; host side: `share`, `join`, `leave`, `kick`, `revoke`, `record`",
+    ),
     ("decision", "`allow`, `deny` or `error`"),
     ("reason", "machine-readable reason, e.g. `granted`, `no_matching_grant`, `policy_invalid`"),
     ("detail", "human-readable detail for the admin (never shown to the guest)"),
@@ -63,9 +66,10 @@ FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("timestamp", "UTC, ISO 8601"),
     ("client_pid", "host-side events: pid of the tmux client (= the connect record's `pid`)"),
     ("duration_seconds", "`leave`: seconds between join and leave"),
-    ("ended", "`leave`: `detached`, `kicked`, `expired` or `server-exit`"),
+    ("ended", "`leave`: `detached`, `kicked`, `expired`, `recording-failed` or `server-exit`"),
     ("by", "host-side events: the account that ran the command"),
     ("changes", "`share`: what was (re)applied"),
+    ("recordings", "`join`/`leave`/`record`: the asciicast files that cover the visit"),
     ("message_id", "journald MESSAGE_ID of the event type (see the catalog)"),
 )
 FIELD_NAMES: Final = frozenset(name for name, _ in FIELDS)
@@ -140,6 +144,7 @@ MESSAGE_IDS: Final = {
     "kick": "b20e20e2ad6542cfb97766b893228e6f",
     "revoke": "a245a2a3c43a4dcdb1d7070eb4845eda",
     "share": "e5cd6f6bc0d94febbf07c7b26573cc00",
+    "record": "7c3f0b5e9a2d4e61b8f4d2a91c6e0f37",
 }
 PRIORITY: Final = {"allow": "6", "deny": "4", "error": "3"}
 _METHOD: Final = {"allow": "info", "deny": "warning", "error": "error"}

@@ -167,6 +167,9 @@ def _finish(result: ExecPlan | _Outcome) -> NoReturn:
         for signum in _GUARDED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         sys.stdout.flush()
+        if result.notice:
+            sys.stderr.write(result.notice)
+            sys.stderr.flush()
         if result.containment is not None:
             _contain(result.containment)
         os.execve(result.path, list(result.argv), dict(result.env))  # noqa: S606 - the point

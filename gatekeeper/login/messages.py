@@ -24,6 +24,8 @@ BAD_REQUEST = PREFIX + "request not understood (ref {ref}). Run 'help' for usage
 NEED_TTY = PREFIX + "this needs a terminal: connect with 'ssh -t' (ref {ref})."
 NOT_RUNNING = PREFIX + "session '{name}' is not running or not shared with you (ref {ref})."
 UNAVAILABLE = PREFIX + "service unavailable, contact the administrator (ref {ref})."
+#: Shown before attach to a session with ``record = "on"`` or ``"required"`` (notice of recording).
+RECORDED = PREFIX + "session '{name}' is recorded: everything shown in it is kept with timing."
 
 #: ``list`` (stdout): no grant applies right now; the headings of its two tables.
 LIST_EMPTY = "Nothing is shared with you right now."
@@ -46,6 +48,11 @@ Usage (ssh [-t] USER@HOST COMMAND):
   whoami             who the gatekeeper thinks you are
   help               this text
 """
+
+
+def recorded(name: str) -> str:
+    """The recording notice for session ``name`` (a policy-validated name)."""
+    return RECORDED.format(name=name) + "\n"
 
 
 def line(template: str, *, ref: str, name: str = "") -> str:

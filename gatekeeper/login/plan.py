@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from gatekeeper.login import messages
 from gatekeeper.login.decide import AttachSession, RunProgram
 from gatekeeper.policy.model import READ_ONLY, Connection, Policy
 
@@ -36,6 +37,8 @@ class ExecPlan:
     path: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
+    #: One line for the guest's stderr just before exec ("" for none): the recording notice.
+    notice: str = ""
     #: A contained program's prepared Landlock/seccomp state
     #: (:class:`gatekeeper.login.contain.Prepared`), applied right before exec.
     containment: Any = field(default=None, compare=False)
@@ -84,6 +87,7 @@ def plan(decision: AttachSession | RunProgram, policy: Policy, connection: Conne
             session.target,
             read_only=decision.mode == READ_ONLY,
         )
-        return ExecPlan(policy.tmux_binary, argv, env)
+        notice = messages.recorded(decision.session) if session.recorded else ""
+        return ExecPlan(policy.tmux_binary, argv, env, notice)
     program = policy.programs[decision.program]
     return ExecPlan(program.argv[0], program.argv, env, contained=program.sandbox)

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DIR: Final = "/var/cache/ssh-gatekeeper"
 #: Bumped whenever the JSON layout below changes.
-FORMAT: Final = 2
+FORMAT: Final = 3
 #: The modules whose code decides what a validated policy is; their source is hashed.
 _VALIDATOR_MODULES: Final = ("loader.py", "model.py", "cache.py", "programs.py")
 _MODES: Final = frozenset({model.READ_ONLY, model.READ_WRITE})
@@ -60,6 +60,8 @@ _ON_FAILURE: Final = frozenset({"deny", "allow"})
 #: A grant is cached as the JSON text of a positional array: a login parses only
 #: the grants that name it, so a 10,000-grant policy costs little more than 10.
 _GRANT_FIELDS: Final = 10
+_SESSION_FIELDS: Final = 7
+_RECORD: Final = frozenset({"off", "on", "required"})
 _NO_NAMES: Final[frozenset[str]] = frozenset()
 
 
@@ -133,7 +135,16 @@ def encode(policy: model.Policy, fingerprint: str) -> bytes:
             "tmux_binary": policy.tmux_binary,
             "people": {name: sorted(keys) for name, keys in policy.people.items()},
             "sessions": {
-                name: [s.socket, s.owner, s.target] for name, s in policy.sessions.items()
+                name: [
+                    s.socket,
+                    s.owner,
+                    s.target,
+                    s.record,
+                    s.recordings,
+                    s.record_limit,
+                    s.announce,
+                ]
+                for name, s in policy.sessions.items()
             },
             "programs": {name: _program_to_json(p) for name, p in policy.programs.items()},
             "grants": [_dumps(_grant_to_json(grant)) for grant in policy.grants],
@@ -308,8 +319,23 @@ def decode(
     audit = _dict(body["audit"])
     sessions: dict[str, model.Session] = {}
     for name, value in _dict(body["sessions"]).items():
-        socket, owner, target = _strs(value)
-        sessions[name] = model.Session(name, socket, owner, target)
+        fields = _list(value)
+        if len(fields) != _SESSION_FIELDS:
+            raise _BadCacheError("bad session")
+        socket, owner, target, record, recordings = _strs(fields[:5])
+        limit, announce = fields[5], fields[6]
+        if type(limit) is not int or type(announce) is not bool:
+            raise _BadCacheError("bad session")
+        sessions[name] = model.Session(
+            name,
+            socket,
+            owner,
+            target,
+            record=_choice(record, _RECORD),
+            recordings=recordings,
+            record_limit=limit,
+            announce=announce,
+        )
     programs = {name: _program(name, value) for name, value in _dict(body["programs"]).items()}
     people = {name: frozenset(_strs(keys)) for name, keys in _dict(body["people"]).items()}
     raw_grants = _list(body["grants"])

@@ -97,8 +97,34 @@ class SessionModel(_Strict):
     """The account that owns the socket (the host); any other owner is refused."""
     target: Name
     """The tmux session name, always matched exactly (``-t =target``)."""
+    record: Literal["off", "on", "required"] = "off"
+    """Record every pane as asciicast v2 files: ``off``, ``on`` (best effort: a
+    recorder failure is audited and reported by ``share``) or ``required`` (a guest
+    is admitted only while every pane is recorded; a recorder failure detaches and
+    locks out the guests)."""
+    recordings: str = ""
+    """Directory of the recordings, written by the host, unreadable to guests
+    (mode 0700); default ``/var/lib/gatekeeper/recordings/NAME``."""
+    record_limit: int = Field(default=64 * 1024 * 1024, ge=65536, le=2**40)
+    """Bytes per recording file; a longer recording continues in the next file
+    (``..._001.cast``), at most 999 files per pane and period."""
+    announce: bool = True
+    """Show the host's own tmux clients a line when a guest joins or leaves
+    (``false`` turns it off)."""
 
     _paths = field_validator("socket")(_absolute_path)
+
+    @field_validator("recordings")
+    @classmethod
+    def _recordings(cls, value: str) -> str:
+        if not value:
+            return value
+        _absolute_path(value)
+        if not re.fullmatch(r"/[A-Za-z0-9_./+-]{1,200}", value):
+            raise ValueError(
+                "must contain only letters, digits and _ . / + - (it reaches tmux and /bin/sh)"
+            )
+        return value
 
 
 class ProgramModel(_Strict):
@@ -349,7 +375,16 @@ def _compile(data: PolicyModel, sha256: str, path: str) -> model.Policy:
         tmux_binary=data.tmux.binary,
         people={name: frozenset(p.keys) for name, p in data.people.items()},
         sessions={
-            name: model.Session(name, s.socket, s.owner, s.target)
+            name: model.Session(
+                name,
+                s.socket,
+                s.owner,
+                s.target,
+                record=s.record,
+                recordings=s.recordings,
+                record_limit=s.record_limit,
+                announce=s.announce,
+            )
             for name, s in data.sessions.items()
         },
         programs={

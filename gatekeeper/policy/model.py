@@ -42,6 +42,9 @@ class AuditConfig:
     on_failure: Literal["deny", "allow"] = "deny"
 
 
+RECORDINGS_ROOT: Final = "/var/lib/gatekeeper/recordings"
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """A shared tmux session: its own server at ``socket``, owned by ``owner``."""
@@ -50,6 +53,24 @@ class Session:
     socket: str
     owner: str
     target: str
+    #: ``off``, ``on`` (best effort) or ``required`` (no guest sees it unrecorded).
+    record: str = "off"
+    #: The directory the host's recorder writes asciicast files to ("" = the default).
+    recordings: str = ""
+    #: Bytes per recording file before a continuation file is started.
+    record_limit: int = 64 * 1024 * 1024
+    #: Whether the host's own clients are told when a guest joins or leaves.
+    announce: bool = True
+
+    @property
+    def recorded(self) -> bool:
+        """Whether guests of this session are recorded (and told so before attach)."""
+        return self.record != "off"
+
+    @property
+    def recordings_dir(self) -> str:
+        """Where this session's recordings go."""
+        return self.recordings or f"{RECORDINGS_ROOT}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)

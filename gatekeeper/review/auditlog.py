@@ -58,7 +58,8 @@ SESSION_COLUMNS: Final = (
     ("MODE", 10),
     ("DURATION", 9),
     ("ENDED", 10),
-    ("REF", 0),
+    ("REF", 16),
+    ("RECORDINGS", 0),
 )
 
 
@@ -153,6 +154,7 @@ def session_row(visit: GuestSession) -> list[str]:
         _cell(_duration(visit.duration)),
         _cell(visit.ended),
         _cell(visit.field("connection_id")),
+        _cell(",".join(visit.recordings) or None),
     ]
 
 

@@ -39,7 +39,7 @@ from gatekeeper.login.audit import message_id
 
 Trust = Literal["trusted", "forged", "unverified"]
 
-HOST_EVENTS: Final = frozenset({"share", "join", "leave", "kick", "revoke"})
+HOST_EVENTS: Final = frozenset({"share", "join", "leave", "kick", "revoke", "record"})
 DEFAULT_LAUNCHER: Final = "/usr/bin/gatekeeper"
 DEFAULT_SOCKET: Final = "/run/systemd/journal/socket"
 #: journald's own fields that the reader keeps (everything a sender cannot forge).
@@ -593,6 +593,15 @@ class GuestSession:
         return "no-join-record"
 
     @property
+    def recordings(self) -> list[str]:
+        """The recording files of the visit: the leave record's, else the join record's."""
+        for part in (self.leave, self.join):
+            names = part.record.get("recordings") if part is not None else None
+            if isinstance(names, list) and names:
+                return [str(n) for n in names]
+        return []
+
+    @property
     def trust(self) -> Trust:
         """The worst verdict among its records."""
         verdicts = {p.trust for p in self.parts}
@@ -623,6 +632,7 @@ class GuestSession:
             "ended": self.ended,
             "trust": self.trust,
             "trust_reason": self.why,
+            "recordings": self.recordings,
         }
 
     def field(self, name: str) -> Any:

@@ -227,7 +227,8 @@ def test_sshd_snippet_is_the_hardened_block_and_passes_sshd(world_dir: Path) -> 
     snippet = EXAMPLES / "sshd_config.d" / "gatekeeper.conf"
     hardened = json.loads(
         installed_python(
-            "import json; from gatekeeper.ctl import sshdconfig as s; print(json.dumps(s.HARDENED))"
+            "import json; from gatekeeper.deploy import sshdconfig as s; "
+            "print(json.dumps(s.HARDENED))"
         )
     )
     body = _match_body(snippet.read_text())
