@@ -172,10 +172,14 @@ def policy_text(guest: str, audit_socket: str, identifier: str, grants: int) -> 
         f'journal_socket = "{audit_socket}"',
         "[programs.true]",
         'argv = ["/bin/true"]',
+        "[programs.contained]",
+        'argv = ["/bin/true"]',
+        "sandbox = true",
     ]
     for index in range(grants - 1):
         lines += ["[[grant]]", f'users = ["user{index}"]', 'program = "true"']
     lines += ["[[grant]]", f'users = ["{guest}"]', 'program = "true"']
+    lines += ["[[grant]]", f'users = ["{guest}"]', 'program = "contained"']
     return "\n".join(lines) + "\n"
 
 
@@ -400,6 +404,11 @@ def part_start_exec(report: Report, ctx: Context, rounds: int, authprogs: Path |
             gk_env,
         ),
         Variant(
+            "gatekeeper contained (cached policy)",
+            [str(ctx.gatekeeper), "--policy", str(ctx.policy_small)],
+            {**gk_env, "SSH_ORIGINAL_COMMAND": "run contained"},
+        ),
+        Variant(
             "gatekeeper (no cache: pydantic)",
             [str(ctx.gatekeeper), "--policy", str(ctx.policy_nocache)],
             gk_env,
@@ -435,6 +444,11 @@ def part_start_exec(report: Report, ctx: Context, rounds: int, authprogs: Path |
     )
     report.row(
         "(1) gatekeeper / python3 -I -c pass", f"{median_ms(gk.wall) / median_ms(floor.wall):.2f}x"
+    )
+    contained = by["gatekeeper contained (cached policy)"]
+    report.row(
+        "(1) gatekeeper contained / uncontained",
+        f"{median_ms(contained.wall) / median_ms(gk.wall):.2f}x",
     )
     nocache = by["gatekeeper (no cache: pydantic)"]
     report.row(

@@ -31,5 +31,12 @@ GATEKEEPER_CODES: Final = (
     (EX_UNAVAILABLE, "the session is not running or its socket is not reachable"),
     (EX_SOFTWARE, "internal error (fail closed)"),
     (EX_TEMPFAIL, "the audit record could not be written (fail closed)"),
-    (EX_CONFIG, "the policy is missing, invalid or unsafe (fail closed)"),
+    (
+        EX_CONFIG,
+        (
+            "the policy is missing, invalid or unsafe, or an allowed program cannot run "
+            "safely here (uncontained for an account that can attach, a program that can "
+            "spawn commands, a changed binary, no Landlock for a contained one; fail closed)"
+        ),
+    ),
 )

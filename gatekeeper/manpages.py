@@ -281,6 +281,16 @@ users = ["pair"]
 session = "shared"
 mode = "read-only"
 default = true
+
+# pair can attach, so its editor must run contained
+[programs.editor]
+argv = ["/usr/bin/vim", "-Z", "-u", "DEFAULTS", "-i", "NONE", "--noplugin", "--", "/srv/notes"]
+sandbox = true
+write = ["/srv/notes"]
+
+[[grant]]
+users = ["pair"]
+program = "editor"
 """
 
 

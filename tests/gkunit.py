@@ -196,9 +196,11 @@ target = "shared"
 
 [programs.editor]
 argv = ["/usr/bin/vim.basic", "-Z", "-R", "-u", "DEFAULTS", "--", "/my_project"]
+sandbox = true
 
 [programs.pager]
 argv = ["/usr/bin/less", "--", "/my_project/README"]
+sandbox = true
 
 [[grant]]
 users = ["{user}"]

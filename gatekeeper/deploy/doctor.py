@@ -516,6 +516,31 @@ def tmux_check(policy: Policy) -> Check:
     return Check("ok", "tmux", policy.tmux_binary, f"tmux {shown}")
 
 
+def containment_check(policy: Policy, abi: int | None = None, seccomp: bool | None = None) -> Check:
+    """Landlock (ABI) and seccomp: needed by every ``sandbox = true`` program."""
+    from gatekeeper.login import contain  # noqa: PLC0415 - ctypes only for this check
+
+    abi = contain.landlock_abi() if abi is None else abi
+    seccomp = contain.seccomp_available() if seccomp is None else seccomp
+    contained = sorted(name for name, p in policy.programs.items() if p.sandbox)
+    shown = f"Landlock ABI {abi}, seccomp {'yes' if seccomp else 'no'}"
+    if abi >= contain.MIN_ABI and seccomp:
+        return Check("ok", "containment", "kernel", f"{shown}: contained programs can run")
+    fix = (
+        "a kernel with CONFIG_SECURITY_LANDLOCK=y and CONFIG_SECCOMP_FILTER=y, and landlock "
+        "in the LSM list (cat /sys/kernel/security/lsm; boot parameter lsm=...,landlock)"
+    )
+    if contained:
+        return Check(
+            "fail",
+            "containment",
+            "kernel",
+            f"{shown}: contained programs ({', '.join(contained)}) are denied on this kernel",
+            fix,
+        )
+    return Check("warn", "containment", "kernel", f"{shown}: programs cannot be contained", fix)
+
+
 def journald_check(policy: Policy) -> Check:
     """The audit sink is reachable (else every login is denied with exit 75)."""
     audit = policy.audit
@@ -574,6 +599,7 @@ def diagnose(options: Options) -> list[Check]:
     found += session_checks(policy, accounts)
     found.append(tmux_check(policy))
     found.append(journald_check(policy))
+    found.append(containment_check(policy))
     if os.geteuid() != 0:
         found.append(
             Check("warn", "doctor", "-", "not run as root: sshd -T and some checks may fail")

@@ -10,6 +10,8 @@ one stage module per line:
 4. decide, pure (:mod:`~gatekeeper.login.decide`);
 5. plan the exact argv and environment, pure (:mod:`~gatekeeper.login.plan`);
 6. check the live system: program, socket, server (:mod:`~gatekeeper.login.preflight`);
+   for ``run``, the program rules, the pinned target and containment
+   (:mod:`~gatekeeper.login.programstage`; enforced right before exec);
 7. build the one record from those stages, pure (:mod:`~gatekeeper.login.record`);
 8. write it, fail closed with exit 75 (:mod:`~gatekeeper.login.audit`);
 9. ``os.execve`` the plan - or print one neutral line and exit (here).
@@ -39,6 +41,7 @@ from gatekeeper.policy.model import DEFAULT_PATH, AuditConfig, Policy
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from gatekeeper.login.preflight import Refused
     from gatekeeper.policy.model import Connection
 
 _GUARDED_SIGNALS: Final = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
@@ -83,6 +86,8 @@ def run(
 
         exe = plan(decision, policy, connection)
         refused = preflight.check(decision, policy, connection, exe)
+        if refused is None and isinstance(decision, RunProgram):
+            exe, refused = _program_stage(decision, policy, connection, exe)
     stages = replace(
         stages, policy_sha256=policy.sha256, decision=decision, plan=exe, preflight=refused
     )
@@ -91,6 +96,16 @@ def run(
     if not _write(policy.audit, record) and policy.audit.on_failure == "deny":
         return _Outcome(EX_TEMPFAIL, stderr=messages.line(messages.UNAVAILABLE, ref=connection_id))
     return answer
+
+
+def _program_stage(
+    decision: RunProgram, policy: Policy, connection: Connection, exe: ExecPlan
+) -> tuple[ExecPlan, Refused | None]:
+    """Program rules, the pinned target, containment (:mod:`~gatekeeper.login.programstage`)."""
+    from gatekeeper.login import programstage  # noqa: PLC0415 - only for `run`
+
+    prepared = programstage.prepare(decision, policy, connection, exe)
+    return (prepared, None) if isinstance(prepared, ExecPlan) else (exe, prepared)
 
 
 def _policy_path(argv: Sequence[str]) -> str | None:
@@ -155,6 +170,8 @@ def _finish(result: ExecPlan | _Outcome) -> NoReturn:
         if result.notice:
             sys.stderr.write(result.notice)
             sys.stderr.flush()
+        if result.containment is not None:
+            _contain(result.containment)
         os.execve(result.path, list(result.argv), dict(result.env))  # noqa: S606 - the point
     if result.stdout:
         sys.stdout.write(result.stdout)
@@ -163,6 +180,21 @@ def _finish(result: ExecPlan | _Outcome) -> NoReturn:
         sys.stderr.write(result.stderr)
         sys.stderr.flush()
     os._exit(result.code)
+
+
+def _contain(prepared: Any) -> None:
+    """Enforce containment after the allow record; on failure, record it and exit 70."""
+    from gatekeeper.login import contain  # noqa: PLC0415
+
+    try:
+        contain.apply(prepared)
+    except (contain.ContainmentError, OSError) as error:
+        ref = os.urandom(8).hex()
+        stages = Stages(ref, os.getuid(), failure=Failure.containment(error))
+        _write(AuditConfig(), build(stages, pid=os.getpid()))
+        sys.stderr.write(messages.line(messages.UNAVAILABLE, ref=ref))
+        sys.stderr.flush()
+        os._exit(EX_SOFTWARE)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -16,8 +16,8 @@ Invariants (SPEC §1, §4; SECURITY.md §17-19):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
 from gatekeeper.login import messages
 from gatekeeper.login.decide import AttachSession, RunProgram
@@ -39,6 +39,11 @@ class ExecPlan:
     env: Mapping[str, str]
     #: One line for the guest's stderr just before exec ("" for none): the recording notice.
     notice: str = ""
+    #: A contained program's prepared Landlock/seccomp state
+    #: (:class:`gatekeeper.login.contain.Prepared`), applied right before exec.
+    containment: Any = field(default=None, compare=False)
+    #: The policy declares the program contained (``sandbox = true``).
+    contained: bool = False
 
 
 def safe_term(term: str | None) -> str:
@@ -85,4 +90,4 @@ def plan(decision: AttachSession | RunProgram, policy: Policy, connection: Conne
         notice = messages.recorded(decision.session) if session.recorded else ""
         return ExecPlan(policy.tmux_binary, argv, env, notice)
     program = policy.programs[decision.program]
-    return ExecPlan(program.argv[0], program.argv, env)
+    return ExecPlan(program.argv[0], program.argv, env, contained=program.sandbox)

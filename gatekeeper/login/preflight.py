@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 #: Every reason this stage can give (audit ``reason``; documented in audit.REASONS).
 Reason = Literal[
     "program_missing",
+    "uncontained_program",
+    "program_unsafe",
+    "program_changed",
+    "containment_unavailable",
     "owner_unknown",
     SocketProblem,
     "session_stale",

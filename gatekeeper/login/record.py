@@ -49,6 +49,11 @@ class Failure:
         return cls(f"policy_{kind}", capped(rendered), EX_CONFIG)
 
     @classmethod
+    def containment(cls, error: BaseException) -> Failure:
+        """Enforcing containment failed after the allow record (exit 70)."""
+        return cls("containment_failed", str(error), EX_SOFTWARE)
+
+    @classmethod
     def internal(cls, error: BaseException) -> Failure:
         """A bug: only the exception's type is recorded (its text may hold guest input)."""
         return cls("internal_error", type(error).__name__, EX_SOFTWARE)
@@ -142,7 +147,9 @@ def _outcome(stages: Stages) -> dict[str, Any]:
 
 def _target(decision: Decision | None, plan: ExecPlan | None) -> dict[str, Any]:
     """``grant``, ``session``, ``program``, ``mode``, ``argv`` of an allowed request."""
-    fields: dict[str, Any] = dict.fromkeys(("grant", "session", "program", "mode", "argv"))
+    fields: dict[str, Any] = dict.fromkeys(
+        ("grant", "session", "program", "mode", "contained", "argv")
+    )
     if isinstance(decision, AttachSession | RunProgram):
         fields["grant"] = decision.grant.label
         fields["argv"] = list(plan.argv) if plan is not None else None
@@ -150,6 +157,7 @@ def _target(decision: Decision | None, plan: ExecPlan | None) -> dict[str, Any]:
         fields.update(session=decision.session, mode=decision.mode)
     elif isinstance(decision, RunProgram):
         fields["program"] = decision.program
+        fields["contained"] = plan.contained if plan is not None else None
     return fields
 
 

@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 
 DEFAULT_DIR: Final = "/var/cache/ssh-gatekeeper"
 #: Bumped whenever the JSON layout below changes.
-FORMAT: Final = 2
+FORMAT: Final = 3
 #: The modules whose code decides what a validated policy is; their source is hashed.
-_VALIDATOR_MODULES: Final = ("loader.py", "model.py", "cache.py")
+_VALIDATOR_MODULES: Final = ("loader.py", "model.py", "cache.py", "programs.py")
 _MODES: Final = frozenset({model.READ_ONLY, model.READ_WRITE})
 _SINKS: Final = frozenset({"journald", "file"})
 _ON_FAILURE: Final = frozenset({"deny", "allow"})
@@ -161,7 +161,7 @@ def encode(policy: model.Policy, fingerprint: str) -> bytes:
                 ]
                 for name, s in policy.sessions.items()
             },
-            "programs": {name: list(p.argv) for name, p in policy.programs.items()},
+            "programs": {name: _program_to_json(p) for name, p in policy.programs.items()},
             "grants": [_dumps(_grant_to_json(grant)) for grant in policy.grants],
         },
     }
@@ -189,6 +189,38 @@ def _list(value: Any) -> list[Any]:
 
 def _strs(value: Any) -> list[str]:
     return [_str(item) for item in _list(value)]
+
+
+def _program_to_json(program: model.Program) -> dict[str, Any]:
+    """A program with the pin of the file its argv[0] resolves to right now.
+
+    The pin is taken when the cache is written (``gatekeeperctl check``): at login
+    a different target denies with ``program_changed`` until check runs again.
+    """
+    from gatekeeper.policy.programs import pin_of  # noqa: PLC0415 - only when storing
+
+    pin = pin_of(program.argv[0])
+    return {
+        "argv": list(program.argv),
+        "sandbox": program.sandbox,
+        "write": list(program.write),
+        "pin": None if pin is None else list(pin),
+    }
+
+
+def _program(name: str, value: Any) -> model.Program:
+    body = _dict(value)
+    argv = tuple(_strs(body["argv"]))
+    if not argv or type(body["sandbox"]) is not bool:
+        raise _BadCacheError("bad program")
+    raw_pin = body["pin"]
+    pin: tuple[str, int, int, int, int] | None = None
+    if raw_pin is not None:
+        items = _list(raw_pin)
+        if len(items) != 5 or any(type(n) is not int for n in items[1:]):
+            raise _BadCacheError("bad pin")
+        pin = (_str(items[0]), items[1], items[2], items[3], items[4])
+    return model.Program(name, argv, body["sandbox"], tuple(_strs(body["write"])), pin)
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
@@ -319,12 +351,7 @@ def decode(
             record_limit=limit,
             announce=announce,
         )
-    programs: dict[str, model.Program] = {}
-    for name, value in _dict(body["programs"]).items():
-        argv = tuple(_strs(value))
-        if not argv:
-            raise _BadCacheError("empty argv")
-        programs[name] = model.Program(name, argv)
+    programs = {name: _program(name, value) for name, value in _dict(body["programs"]).items()}
     people = {name: frozenset(_strs(keys)) for name, keys in _dict(body["people"]).items()}
     raw_grants = _list(body["grants"])
     if relevant_to is None:

@@ -1,47 +1,32 @@
 """``gatekeeperctl check``: validate a policy like ``visudo -c`` / ``sshd -t``.
 
-Errors (exit 1) are what would make the gatekeeper deny everything: schema,
-references, unsafe file modes. Warnings (exit 0) are grants that work but are
-dangerous or probably not what the admin meant: read-write is a shell as the
-owner (SECURITY.md §16), a program that can spawn a shell, two people on one
-account with different modes (SSH_USER_AUTH is guest-writable, §12), socket
-directories a group member could squat (§20).
+Errors (exit 1) are what would make the gatekeeper deny: schema, references,
+unsafe file modes, and (:func:`containment_errors`) an uncontained program an
+account that can attach may run, or one that can spawn commands. Warnings
+(exit 0) are grants that work but are dangerous or probably not what the admin
+meant: read-write is a shell as the owner (SECURITY.md §16), a program
+gatekeeper does not know, two people on one account with different modes
+(SSH_USER_AUTH is guest-writable, §12), socket directories a group member
+could squat (§20).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import grp
 import os
 import pwd
 import stat
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from gatekeeper.cli.common import add_policy_option, policy_path, print_json
 from gatekeeper.policy import cache as policycache
+from gatekeeper.policy import programs as programrules
 from gatekeeper.policy.loader import PolicyError, Problem, load, parse
-from gatekeeper.policy.model import DEFAULT_PATH, READ_WRITE, Policy
-
-#: argv[0] basenames that can start a shell unless restricted, and how to restrict them.
-_SHELL_CAPABLE: Final = {
-    "vim": "-Z",
-    "vi": "-Z",
-    "vim.basic": "-Z",
-    "vim.tiny": "-Z",
-    "nvim": "-Z",
-    "view": "-Z",
-    "rvim": "",
-    "nano": "-R",
-    "rnano": "",
-}
-_ALWAYS_DANGEROUS: Final = frozenset(
-    {
-        "sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "env", "emacs", "python",
-        "python3", "perl", "ruby", "node", "lua", "tclsh", "awk", "gawk", "man", "more",
-        "find", "git", "ssh", "scp", "rsync", "sftp", "tmux", "screen",
-    }
-)  # fmt: skip
+from gatekeeper.policy.model import DEFAULT_PATH, READ_WRITE, Grant, Policy
 
 
 @dataclass
@@ -59,23 +44,120 @@ class Report:
         return not self.errors
 
 
+def _members(group: str) -> frozenset[str] | None:
+    """Accounts in ``group`` per the user database now (supplementary and primary)."""
+    try:
+        entry = grp.getgrnam(group)
+    except KeyError:
+        return None
+    primary = {p.pw_name for p in pwd.getpwall() if p.pw_gid == entry.gr_gid}
+    return frozenset(entry.gr_mem) | primary
+
+
+def _user_groups(user: str) -> frozenset[str] | None:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    names = {g.gr_name for g in grp.getgrall() if user in g.gr_mem}
+    with contextlib.suppress(KeyError):
+        names.add(grp.getgrgid(entry.pw_gid).gr_name)
+    return frozenset(names)
+
+
+def overlap_reason(attach: Grant, run: Grant) -> str | None:
+    """Why one account may use both grants (conservative: unsure counts as yes)."""
+    if attach.people or run.people:
+        return "a person's key may be on any account, and tmux access belongs to the account"
+    if shared := attach.users & run.users:
+        return f"both name user {min(shared)!r}"
+    if shared := attach.groups & run.groups:
+        return f"both name group {min(shared)!r}"
+    for users, groups in ((run.users, attach.groups), (attach.users, run.groups)):
+        for user in sorted(users):
+            if not groups:
+                break
+            member_of = _user_groups(user)
+            if member_of is None:
+                return f"user {user!r} does not exist yet and may join group {min(groups)!r}"
+            if shared := member_of & groups:
+                return f"user {user!r} is in group {min(shared)!r}"
+    return _groups_overlap(attach.groups, run.groups)
+
+
+def _groups_overlap(attach: frozenset[str], run: frozenset[str]) -> str | None:
+    """Why a member of one of ``attach`` may also be in one of ``run`` (unsure: yes)."""
+    for first in sorted(attach):
+        for second in sorted(run):
+            one, two = _members(first), _members(second)
+            if one is None or two is None:
+                missing = first if one is None else second
+                return f"group {missing!r} does not exist here"
+            if shared := one & two:
+                return f"user {min(shared)!r} is in groups {first!r} and {second!r}"
+    return None
+
+
+def containment_errors(policy: Policy) -> list[Problem]:
+    """Uncontained programs an attaching account could run, and programs that spawn."""
+    found: list[Problem] = []
+    for grant in policy.grants:
+        if grant.program is None or policy.programs[grant.program].sandbox:
+            continue
+        for attach in policy.grants:
+            if attach.session is None:
+                continue
+            why = overlap_reason(attach, grant)
+            if why is not None:
+                found.append(
+                    Problem(
+                        grant.label,
+                        f"program {grant.program!r} is not contained, but {attach.label} "
+                        f"lets the same account attach to session {attach.session!r} "
+                        f"({why}): a process the guest controls can drive the session "
+                        "through tmux control mode as its owner, read-only or not; "
+                        f"{programrules.fix_text(grant.program)}",
+                    )
+                )
+                break
+    for name, program in policy.programs.items():
+        if program.sandbox:
+            continue
+        real = programrules.real_path(program.argv[0])
+        why = programrules.spawning_reason(real, program.argv)
+        if why:
+            shown = program.argv[0] if real == program.argv[0] else f"{program.argv[0]} ({real})"
+            found.append(
+                Problem(
+                    f"programs.{name}.argv",
+                    f"{shown} can run commands as the guest ({why}); "
+                    f"set programs.{name}.sandbox = true",
+                )
+            )
+    return found
+
+
 def _program_warnings(policy: Policy) -> list[Problem]:
     found: list[Problem] = []
     for name, program in policy.programs.items():
         where = f"programs.{name}.argv"
-        base = os.path.basename(program.argv[0])
-        flag = _SHELL_CAPABLE.get(base)
-        if flag:
-            if flag not in program.argv[1:]:
-                found.append(
-                    Problem(where, f"{base} without {flag} can start a shell as the guest")
+        real = programrules.real_path(program.argv[0])
+        if not program.sandbox and programrules.spawning_reason(real, program.argv) == "":
+            found.append(
+                Problem(
+                    where,
+                    f"{os.path.basename(real)} is not a program gatekeeper knows: make sure it "
+                    "cannot start a shell or open files, or set "
+                    f"programs.{name}.sandbox = true",
                 )
-            elif base.startswith(("vi", "nvim")) and "--" not in program.argv:
-                found.append(Problem(where, f"{base}: put '--' before file names"))
-        elif base in _ALWAYS_DANGEROUS or base.startswith("python"):
-            found.append(Problem(where, f"{base} can run arbitrary commands as the guest"))
+            )
         if not os.access(program.argv[0], os.X_OK):
             found.append(Problem(where, f"{program.argv[0]} is not an executable file here"))
+        found.extend(
+            Problem(f"programs.{name}.write", f"{path} does not exist (nothing is writable there)")
+            for path in program.write
+            if not os.path.exists(path)
+        )
     return found
 
 
@@ -182,6 +264,9 @@ def check(path: str, now: datetime | None = None, cache_dir: str | None = None) 
                 pass
         else:
             report.errors.extend(error.problems)
+        return report
+    report.errors += containment_errors(policy)
+    if report.errors:
         return report
     if cache_dir is not None:
         policycache.store(policy, cache_dir)

@@ -119,6 +119,18 @@ def explain(
     return out
 
 
+def _live_checks(
+    decision: AttachSession | RunProgram, policy: Policy, connection: Connection, exe: ExecPlan
+) -> preflight.Refused | None:
+    """The login's pre-flight and, for ``run``, its program stage (rules, pin, containment)."""
+    refused = preflight.check(decision, policy, connection, exe)
+    if refused is None and isinstance(decision, RunProgram):
+        from gatekeeper.login import programstage  # noqa: PLC0415 - only for `run`
+
+        refused = programstage.check(decision, policy, connection, exe)
+    return refused
+
+
 def _preflight_as_guest(
     decision: AttachSession | RunProgram, policy: Policy, connection: Connection, exe: ExecPlan
 ) -> preflight.Refused | None:
@@ -128,7 +140,7 @@ def _preflight_as_guest(
     whether tmux's ``server-access`` lets that uid in): root would pass them all.
     """
     if os.geteuid() != 0 or connection.uid == 0:
-        return preflight.check(decision, policy, connection, exe)
+        return _live_checks(decision, policy, connection, exe)
     gids = os.getgrouplist(connection.user, connection.gid)
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -139,7 +151,7 @@ def _preflight_as_guest(
             os.setgroups(gids)
             os.setgid(connection.gid)
             os.setuid(connection.uid)
-            refused = preflight.check(decision, policy, connection, exe)
+            refused = _live_checks(decision, policy, connection, exe)
             answer = (
                 None if refused is None else [refused.reason, refused.detail, refused.exit_code]
             )

@@ -128,10 +128,44 @@ class SessionModel(_Strict):
 
 
 class ProgramModel(_Strict):
-    """A program run with a fixed argv; the guest can only name it."""
+    """A program run with a fixed argv; the guest can only name it.
+
+    An account that can attach to any session may run only contained programs
+    (``sandbox = true``): code it runs could otherwise drive the session through
+    tmux control mode as the host, read-only or not. Programs that embed an
+    interpreter or have shell/filter commands (vim in every build, nvim, emacs, mc,
+    interpreters, shells, more, man...) must be contained for every account;
+    ``argv[0]`` is judged by its real path (symlinks resolved). Uncontained, only
+    ``less -- FILE`` and ``nano --restricted -- FILE`` (or ``rnano``) are known to be
+    safe. ``gatekeeperctl check`` reports each case as an error; the gatekeeper
+    denies it (exit 78).
+    """
 
     argv: list[str] = Field(min_length=1)
     """The complete argv; ``argv[0]`` is an absolute path. Nothing from the guest is added."""
+    sandbox: bool = False
+    """Run contained (Linux Landlock + seccomp, unprivileged): the program may read what
+    the guest's permissions allow, execute only its own binary, write only beneath
+    ``write``, and open no socket and start no process. Required for any program an
+    account that can attach to a session may run, and for editors, pagers and
+    interpreters that can spawn commands. On a kernel without Landlock the program is
+    denied (``gatekeeperctl doctor`` says why)."""
+    write: list[str] = []
+    """Contained programs only: absolute paths (files or directories) the program may
+    write, create and remove beneath; nothing else is writable. Default: none."""
+
+    @field_validator("write")
+    @classmethod
+    def _write(cls, value: list[str]) -> list[str]:
+        for path in value:
+            _absolute_path(path)
+        return value
+
+    @model_validator(mode="after")
+    def _write_needs_sandbox(self) -> ProgramModel:
+        if self.write and not self.sandbox:
+            raise ValueError("write applies to contained programs only (sandbox = true)")
+        return self
 
     @field_validator("argv")
     @classmethod
@@ -353,7 +387,10 @@ def _compile(data: PolicyModel, sha256: str, path: str) -> model.Policy:
             )
             for name, s in data.sessions.items()
         },
-        programs={name: model.Program(name, tuple(p.argv)) for name, p in data.programs.items()},
+        programs={
+            name: model.Program(name, tuple(p.argv), p.sandbox, tuple(p.write))
+            for name, p in data.programs.items()
+        },
         grants=tuple(
             model.Grant(
                 index=index,

@@ -79,6 +79,13 @@ class Program:
 
     name: str
     argv: tuple[str, ...]
+    #: Run contained (Landlock + seccomp, :mod:`gatekeeper.login.contain`).
+    sandbox: bool = False
+    #: Absolute paths a contained program may write and create beneath.
+    write: tuple[str, ...] = ()
+    #: The file ``argv[0]`` resolved to when the policy was checked:
+    #: ``(real path, st_dev, st_ino, st_uid, st_mode)``; ``None`` if not pinned.
+    pin: tuple[str, int, int, int, int] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,9 +66,12 @@ target = "shared"
 
 [programs.printenv]
 argv = ["/usr/bin/env"]
+sandbox = true
 
 [programs.sftp]
 argv = ["/usr/lib/openssh/sftp-server", "-d", "/tmp"]
+sandbox = true
+write = ["/tmp"]
 
 [[grant]]
 users = ["{accounts.guest.name}"]

@@ -175,7 +175,7 @@ VALID: dict[str, Any] = {
     "tmux": {"binary": "/usr/bin/tmux"},
     "people": {"bob": {"keys": ["SHA256:" + "A" * 43]}},
     "sessions": {"shared": {"socket": "/var/tmux/s", "owner": "alice", "target": "shared"}},
-    "programs": {"editor": {"argv": ["/usr/bin/vim", "-Z", "--", "/p"]}},
+    "programs": {"editor": {"argv": ["/usr/bin/vim", "-Z", "--", "/p"], "sandbox": True}},
     "grant": [
         {"users": ["pair"], "session": "shared", "mode": "read-only", "default": True},
         {"people": ["bob"], "program": "editor", "from": ["127.0.0.0/8"]},

@@ -105,9 +105,11 @@ target = "shared"
 
 [programs.editor]
 argv = ["/usr/bin/vim.basic", "-Z", "-i", "NONE", "--", "{project}"]
+sandbox = true
 
 [programs.pager]
 argv = ["/usr/bin/less", "--", "{project}"]
+sandbox = true
 
 [[grant]]
 users = ["{guest}"]

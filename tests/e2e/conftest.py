@@ -75,9 +75,11 @@ target = "offline"
 [programs.editor]
 argv = ["/usr/bin/vim.basic", "-Z", "-R", "-u", "DEFAULTS", "-i", "NONE", "--noplugin",
         "--", "{project_file}"]
+sandbox = true
 
 [programs.printenv]
 argv = ["/usr/bin/env"]
+sandbox = true
 
 [[grant]]
 users = ["{accounts.guest.name}"]

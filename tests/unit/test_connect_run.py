@@ -68,7 +68,7 @@ def test_allowed_run_returns_the_exact_plan_and_writes_one_record(
     policy_dir.write(BODY)
     out = run(policy_dir, b"run hello")
     assert out.outcome == ExecPlan(
-        "/bin/true",
+        os.path.realpath("/bin/true"),
         ("/bin/true", "--", "fixed argument"),
         {
             "PATH": "/usr/bin:/bin",

@@ -70,16 +70,9 @@ socket = "{socket_dir}/s.sock"
 owner = "{ME}"
 target = "s"
 
-[programs.vim]
-argv = ["/usr/bin/vim", "/my_project"]
-[programs.vimz]
-argv = ["/usr/bin/vim", "-Z", "/my_project"]
 [programs.good]
 argv = ["/usr/bin/vim", "-Z", "--", "/my_project"]
-[programs.shell]
-argv = ["/bin/bash"]
-[programs.py]
-argv = ["/usr/bin/python3.11", "-I"]
+sandbox = true
 
 [[grant]]
 users = ["pair"]
@@ -122,10 +115,6 @@ def test_warnings_name_the_dangerous_grants(policy_dir: gkunit.PolicyDir) -> Non
         "(tmux runs run-shell, new-window, send-keys as the server owner)"
     )
     expected = [
-        Problem("programs.vim.argv", "vim without -Z can start a shell as the guest"),
-        Problem("programs.vimz.argv", "vim: put '--' before file names"),
-        Problem("programs.shell.argv", "bash can run arbitrary commands as the guest"),
-        Problem("programs.py.argv", "python3.11 can run arbitrary commands as the guest"),
         Problem("grant[0]", shell_as_owner),
         Problem("grant[2]", shell_as_owner),
         Problem("grant[4]", "expired: it no longer allows anything"),
@@ -144,9 +133,7 @@ def test_warnings_name_the_dangerous_grants(policy_dir: gkunit.PolicyDir) -> Non
     ]
     for problem in expected:
         assert problem in report.warnings
-    assert Problem("programs.good.argv", "vim without -Z can start a shell as the guest") not in (
-        report.warnings
-    )
+    assert not [w for w in report.warnings if w.path.startswith("programs.")]
 
 
 def test_warnings_do_not_fail_the_check(
@@ -155,7 +142,6 @@ def test_warnings_do_not_fail_the_check(
     path = policy_dir.write(warning_policy(str(policy_dir.path)))
     assert cli.main(["check", "--no-cache", str(path)]) == 0
     out = capsys.readouterr().out
-    assert f"{path}: warning: programs.vim.argv: vim without -Z can start a shell" in out
     assert f"{path}: warning: grant[0]: read-write on 's'" in out
 
 
@@ -192,6 +178,7 @@ target = "host-shared"
 
 [programs.hello]
 argv = ["/bin/true", "--", "x"]
+sandbox = true
 
 [[grant]]
 users = ["{ME}"]

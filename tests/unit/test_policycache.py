@@ -477,3 +477,12 @@ def test_a_large_policy_builds_only_the_connections_grants(place: Place) -> None
     assert pruned is not None
     assert [g.index for g in pruned.grants] == [7]
     assert pruned.programs == policy.load(path).programs
+
+
+def test_a_hit_pins_the_file_each_program_resolves_to(place: Place) -> None:
+    hit = policycache.lookup(cached(place, RICH), place.cache)
+    assert hit is not None
+    editor = hit.programs["editor"]
+    real = os.path.realpath(editor.argv[0])
+    st = os.stat(real)
+    assert editor.pin == (real, st.st_dev, st.st_ino, st.st_uid, st.st_mode)

@@ -77,6 +77,7 @@ def test_the_reasons_table_is_closed_over_every_stage() -> None:
         *(f"inform_{what}" for what in get_args(get_type_hints(Inform)["what"])),
         record.Failure.bad_invocation().reason,
         record.Failure.internal(ValueError()).reason,
+        record.Failure.containment(ValueError()).reason,
         "granted",
     }
     host_reasons = {"expired", "not_granted"}
