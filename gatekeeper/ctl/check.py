@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from gatekeeper import policycache
+from gatekeeper.ctl import guestset
 from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
 from gatekeeper.model import READ_WRITE, Policy
 from gatekeeper.policy import PolicyError, Problem, load, parse
@@ -137,9 +138,7 @@ def _session_warnings(policy: Policy) -> list[Problem]:
         try:
             st = os.stat(directory)
         except FileNotFoundError:
-            found.append(
-                Problem(f"{where}.socket", f"{directory} does not exist yet (share creates it)")
-            )
+            found.append(Problem(f"{where}.socket", _missing_dir(directory, owner)))
             continue
         except OSError as error:
             found.append(Problem(f"{where}.socket", f"{directory}: {error.strerror}"))
@@ -158,6 +157,30 @@ def _session_warnings(policy: Policy) -> list[Problem]:
                 )
             )
     return found
+
+
+def _missing_dir(directory: str, owner: pwd.struct_passwd) -> str:
+    """What to do about a socket directory that does not exist: who can really create it."""
+    parent = os.path.dirname(directory)
+    try:
+        st = os.stat(parent)
+    except OSError:
+        st = None
+    if st is not None and st.st_uid == owner.pw_uid and st.st_mode & stat.S_IWUSR:
+        return (
+            f"{directory} does not exist yet (`gatekeeperctl share` as {owner.pw_name} creates it)"
+        )
+    return (
+        f"{directory} does not exist yet and {owner.pw_name} cannot create it in {parent}: "
+        f"as root, `install -d -o {owner.pw_name} -m 2750 {directory}` (add -g GROUP for the "
+        "socket's group) and a tmpfiles.d line to keep it across reboots (docs/hosting.md)"
+    )
+
+
+def _guest_errors(policy: Policy) -> list[Problem]:
+    """A grant that reaches a session owner or any non-guest account is an error (§30)."""
+    found = guestset.classify(policy)
+    return [Problem(item.where, guestset.refusal_text(item)) for item in found.refused]
 
 
 def check(path: str, now: datetime | None = None, cache_dir: str | None = None) -> Report:
@@ -182,6 +205,9 @@ def check(path: str, now: datetime | None = None, cache_dir: str | None = None) 
                 pass
         else:
             report.errors.extend(error.problems)
+        return report
+    report.errors += _guest_errors(policy)
+    if report.errors:
         return report
     if cache_dir is not None:
         policycache.store(policy, cache_dir)

@@ -290,7 +290,6 @@ def _sshd(state: State, root: Path, policy: Path, gatekeeper: str) -> None:
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
     text = sshdconfig.render(
         [f"gkdemo-guest-{state.tag}"],
-        [],
         sshdconfig.force_command(gatekeeper, str(policy)),
         str(policy),
     )

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
 from gatekeeper import fsafety
+from gatekeeper.ctl import guestset
 from gatekeeper.ctl.common import add_policy_option, print_json
 from gatekeeper.ctl.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
 from gatekeeper.model import READ_ONLY, Policy
@@ -42,7 +43,7 @@ Status = Literal["ok", "warn", "fail"]
 DEFAULT_SSHD: Final = "/usr/sbin/sshd"
 PAM_SSHD: Final = "/etc/pam.d/sshd"
 #: ``sh -c`` implementations that read no file the user controls.
-QUIET_SHELLS: Final = frozenset({"dash"})
+QUIET_SHELLS: Final = guestset.QUIET_SHELLS
 #: Files and directories in a guest's home that sshd, PAM, a shell or a program reads.
 _SUBDIRS: Final = (".ssh", ".config", ".local")
 
@@ -96,32 +97,37 @@ class Options:
 
 
 def guest_accounts(policy: Policy) -> tuple[list[pwd.struct_passwd], list[Check]]:
-    """Every existing account a grant names, directly or through a group."""
-    names: list[str] = []
-    found: list[Check] = []
-    everyone = pwd.getpwall()
-    for grant in policy.grants:
-        for user in sorted(grant.users):
-            if user not in names:
-                names.append(user)
-        for group in sorted(grant.groups):
-            try:
-                entry = grp.getgrnam(group)
-            except KeyError:
-                found.append(
-                    Check("warn", "account", group, "group does not exist", f"groupadd {group}")
-                )
-                continue
-            members = set(entry.gr_mem) | {p.pw_name for p in everyone if p.pw_gid == entry.gr_gid}
-            names += [m for m in sorted(members) if m not in names]
-    accounts: list[pwd.struct_passwd] = []
-    for name in names:
-        try:
-            accounts.append(pwd.getpwnam(name))
-        except KeyError:
-            found.append(
-                Check("warn", "account", name, "account does not exist (its grants are unused)")
-            )
+    """Every existing guest account a grant reaches, directly or through a group.
+
+    A session owner or any other non-guest a grant reaches is a failure with
+    no fix to that account: doctor never proposes turning the host into a
+    guest (SECURITY.md §30, :mod:`gatekeeper.ctl.guestset`).
+    """
+    classified = guestset.classify(policy)
+    found = [
+        Check("warn", "account", group, "group does not exist", f"groupadd {group}")
+        for group in classified.missing_groups
+    ]
+    # Named in users (neither root nor an owner): the shell/home checks below say
+    # how to make it a guest. Everything else refused gets no account fix at all.
+    meant = [item.name for item in classified.refused if item.misshapen_guest]
+    found += [
+        Check(
+            "fail",
+            "account",
+            item.name,
+            escape(guestset.refusal_text(item)),
+            f"edit the policy ({escape(item.where)}), then gatekeeperctl sshd-config",
+        )
+        for item in classified.refused
+        if not item.misshapen_guest
+    ]
+    found += [
+        Check("warn", "account", name, "account does not exist (its grants are unused)")
+        for name in classified.missing
+    ]
+    names = [n for n in classified.guests if n not in classified.missing] + meant
+    accounts = [pwd.getpwnam(n) for n in names]
     return accounts, found
 
 
