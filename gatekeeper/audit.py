@@ -40,6 +40,13 @@ FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("user", "the account, from the kernel uid and the user database"),
     ("uid", "the numeric uid"),
     ("person", "the person whose key authenticated (policy `[people]`), or null"),
+    (
+        "person_source",
+        (
+            "where `person` came from: `authorized-keys-command` (sshd's word, "
+            "GATEKEEPER_PERSON), `ssh-user-auth` (the guest-writable file), or null"
+        ),
+    ),
     ("key_fingerprint", "SHA256 fingerprint of the authenticating key, from SSH_USER_AUTH"),
     ("client_addr", "client address, from SSH_CONNECTION"),
     ("client_port", "client port"),

@@ -87,6 +87,7 @@ def base_record(connection: Connection, request: rq.Request, connection_id: str)
         "user": connection.user,
         "uid": connection.uid,
         "person": None,
+        "person_source": None,
         "key_fingerprint": connection.key_fingerprints[0] if connection.key_fingerprints else None,
         "client_addr": connection.client_addr,
         "client_port": connection.client_port,
@@ -132,7 +133,11 @@ class _Outcome(Exception):  # noqa: N818 - control flow, not an error
 
 
 def _identity_fields(identity: Identity) -> dict[str, Any]:
-    return {"person": identity.person, "key_fingerprint": identity.key_fingerprint}
+    return {
+        "person": identity.person,
+        "person_source": identity.source,
+        "key_fingerprint": identity.key_fingerprint,
+    }
 
 
 def _deny_line(code: int, ref: str, name: str = "") -> str:

@@ -49,12 +49,13 @@ if TYPE_CHECKING:
 
 DEFAULT_DIR: Final = "/var/cache/ssh-gatekeeper"
 #: Bumped whenever the JSON layout below changes.
-FORMAT: Final = 1
+FORMAT: Final = 2
 #: The modules whose code decides what a validated policy is; their source is hashed.
-_VALIDATOR_MODULES: Final = ("policy.py", "model.py", "policycache.py")
+_VALIDATOR_MODULES: Final = ("policy.py", "model.py", "policycache.py", "keys.py")
 _MODES: Final = frozenset({model.READ_ONLY, model.READ_WRITE})
 _SINKS: Final = frozenset({"journald", "file"})
 _ON_FAILURE: Final = frozenset({"deny", "allow"})
+_SOURCES: Final = frozenset({model.SSH_USER_AUTH, model.AUTHORIZED_KEYS_COMMAND})
 #: A grant is cached as the JSON text of a positional array: a login parses only
 #: the grants that name it, so a 10,000-grant policy costs little more than 10.
 _GRANT_FIELDS: Final = 10
@@ -129,6 +130,7 @@ def encode(policy: model.Policy, fingerprint: str) -> bytes:
                 "on_failure": audit.on_failure,
             },
             "tmux_binary": policy.tmux_binary,
+            "identity_source": policy.identity_source,
             "people": {name: sorted(keys) for name, keys in policy.people.items()},
             "sessions": {
                 name: [s.socket, s.owner, s.target] for name, s in policy.sessions.items()
@@ -290,6 +292,8 @@ def decode(
         presented = frozenset(relevant_to.key_fingerprints)
         names = {relevant_to.user, *relevant_to.groups}
         names.update(name for name, keys in people.items() if not keys.isdisjoint(presented))
+        if relevant_to.sshd_person is not None:
+            names.add(relevant_to.sshd_person)
         needles = tuple(_dumps(name) for name in sorted(names))
         grants = tuple(
             _grant(i, json.loads(g)) for i, g in enumerate(raw_grants) if _could_match(g, needles)
@@ -303,6 +307,7 @@ def decode(
             on_failure=_choice(audit["on_failure"], _ON_FAILURE),
         ),
         tmux_binary=_str(body["tmux_binary"]),
+        identity_source=_choice(body["identity_source"], _SOURCES),
         people=people,
         sessions=sessions,
         programs=programs,

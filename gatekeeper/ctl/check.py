@@ -21,7 +21,7 @@ from typing import Any, Final
 from gatekeeper import policycache
 from gatekeeper.ctl import guestset
 from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
-from gatekeeper.model import READ_WRITE, Policy
+from gatekeeper.model import AUTHORIZED_KEYS_COMMAND, READ_WRITE, Policy
 from gatekeeper.policy import PolicyError, Problem, load, parse
 
 #: argv[0] basenames that can start a shell unless restricted, and how to restrict them.
@@ -98,15 +98,28 @@ def _grant_warnings(policy: Policy, now: datetime) -> list[Problem]:
         if grant.session is not None:
             for person in grant.people:
                 people_modes.setdefault(grant.session, {}).setdefault(grant.mode, set()).add(person)
+    vouched = policy.identity_source == AUTHORIZED_KEYS_COMMAND
     for session, modes in sorted(people_modes.items()):
-        if len(modes) > 1:
+        if len(modes) > 1 and vouched:
             names = sorted(set().union(*modes.values()))
             found.append(
                 Problem(
                     f"sessions.{session}",
-                    f"people {', '.join(names)} get different modes: a person is only "
-                    "attribution on a shared account (SSH_USER_AUTH is guest-writable); "
-                    "give each guest their own account to separate privileges",
+                    f"people {', '.join(names)} get different modes: sshd names the person "
+                    "and the gatekeeper gives each their own mode, but tmux's server-access "
+                    "is per account, so a shared account holds the most permissive one: any "
+                    "code run as that account (an allowed program, SECURITY.md §27) has it",
+                )
+            )
+        elif len(modes) > 1:
+            names = sorted(set().union(*modes.values()))
+            found.append(
+                Problem(
+                    f"sessions.{session}",
+                    f"people {', '.join(names)} get different modes, but the person comes "
+                    "from SSH_USER_AUTH, which a shared guest account can rewrite: set "
+                    '[identity] source = "authorized-keys-command" (sshd names the person) '
+                    "or give each guest their own account",
                 )
             )
     defaults = [g for g in policy.grants if g.default]

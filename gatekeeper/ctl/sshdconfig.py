@@ -25,15 +25,20 @@ import argparse
 import os
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any, Final
 
 from gatekeeper import __version__
 from gatekeeper.ctl import guestset
 from gatekeeper.ctl.common import add_policy_option
-from gatekeeper.model import Policy
+from gatekeeper.model import AUTHORIZED_KEYS_COMMAND, Policy
 from gatekeeper.policy import DEFAULT_PATH, PolicyError, load
 
 DEFAULT_GATEKEEPER: Final = "/usr/bin/gatekeeper"
+DEFAULT_AUTHORIZED_KEYS: Final = "/usr/bin/gatekeeper-authorized-keys"
+#: The AuthorizedKeysCommandUser: it only reads the world-readable policy and
+#: cache, owns no file and needs no account of its own (docs/identity.md).
+DEFAULT_AUTHORIZED_KEYS_USER: Final = "nobody"
 
 #: A variable name no client sends: ``AcceptEnv`` inside Match replaces the
 #: global list (Debian's ``LANG LC_*``), and an empty ``AcceptEnv`` is a syntax
@@ -101,15 +106,55 @@ def guests(policy: Policy) -> list[str]:
     group would get the ForceCommand (SECURITY.md §30, :mod:`gatekeeper.ctl.guestset`).
     """
     found = guestset.classify(policy)
-    if found.refused:
-        raise ConfigError("; ".join(guestset.refusal_text(item) for item in found.refused))
-    return found.guests
+    refused = [item for item in found.refused if not item.misshapen_guest]
+    if refused:
+        raise ConfigError("; ".join(guestset.refusal_text(item) for item in refused))
+    # An account the admin named in users that is not guest-shaped yet (bash, its
+    # own home) is still matched: that is what the admin asked for, `check` fails
+    # on it and `doctor` says how to fix it. Owners, root and accounts reached only
+    # through a group never are.
+    named = {item.name for item in found.refused if item.misshapen_guest}
+    return [name for name in _reached_order(policy) if name in set(found.guests) | named]
 
 
-def render_block(criteria: str, command: str) -> str:
+def _reached_order(policy: Policy) -> list[str]:
+    """Every account the grants reach, in file order (users first, then group members)."""
+    order: list[str] = []
+    for grant in policy.grants:
+        for user in sorted(grant.users):
+            if user not in order:
+                order.append(user)
+        for group in sorted(grant.groups):
+            order += [m for m in guestset.group_members(group) or [] if m not in order]
+    return order
+
+
+@dataclass(frozen=True)
+class KeysCommand:
+    """sshd authenticates guest keys from the policy (``[identity] source``, SECURITY.md §29)."""
+
+    command: str  # the AuthorizedKeysCommand value, %u %t %k %f included
+    user: str
+
+
+def keys_command(path: str, policy: str | None, user: str) -> KeysCommand:
+    """The ``AuthorizedKeysCommand`` line: absolute launcher, ``--policy`` when not default."""
+    words = force_command(path, policy).split(" ")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise ConfigError(f"{user!r} is not an account name")
+    return KeysCommand(" ".join([*words, "%u", "%t", "%k", "%f"]), user)
+
+
+def render_block(criteria: str, command: str, keys: KeysCommand | None = None) -> str:
     """One ``Match`` block with the hardened body."""
     lines = [f"Match {criteria}", f"    ForceCommand {command}"]
     lines += [f"    {keyword} {value}" for keyword, value in HARDENED]
+    if keys is not None:
+        lines += [
+            "    AuthorizedKeysFile none",
+            f"    AuthorizedKeysCommand {keys.command}",
+            f"    AuthorizedKeysCommandUser {keys.user}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -119,6 +164,7 @@ def render(
     source: str = DEFAULT_PATH,
     *,
     people_only: bool = False,
+    keys: KeysCommand | None = None,
 ) -> str:
     """The whole drop-in file: header, global lines as comments, the Match block(s)."""
     if not users:
@@ -133,7 +179,23 @@ def render(
         "# Global settings that sshd refuses inside Match - put them in the global part",
         "# of /etc/ssh/sshd_config (before any Match line):",
     ]
-    out += [f"#   {keyword} {value}    # {why}" for keyword, value, why in GLOBAL_ONLY]
+    out += [
+        f"#   {keyword} {value}    # {why}"
+        for keyword, value, why in GLOBAL_ONLY
+        if keys is None or keyword != "PermitUserEnvironment"
+    ]
+    if keys is not None:
+        out += [
+            "#",
+            '# [identity] source = "authorized-keys-command": sshd asks the policy for',
+            "# guest keys and sets GATEKEEPER_PERSON from the line it returns. sshd refuses",
+            "# PermitUserEnvironment inside Match, so this line is global (this file is",
+            "# included before the rest of sshd_config: it wins). It lets through that one",
+            "# variable name and nothing else (LD_PRELOAD, PATH... are still dropped), for",
+            "# every account, from ~/.ssh/environment and environment= options. Guests'",
+            "# homes are root's, so only the policy's key line can set it for a guest.",
+            "PermitUserEnvironment GATEKEEPER_PERSON",
+        ]
     if people_only:
         out += [
             "#",
@@ -146,7 +208,7 @@ def render(
         "# Guests are matched by account name (groups expanded when this was generated):",
         "# a session owner or any other non-guest is never matched (SECURITY.md §30).",
         "# Re-run after adding a guest.",
-        render_block("User " + ",".join(users), command),
+        render_block("User " + ",".join(users), command, keys),
     ]
     return "\n".join(out)
 
@@ -158,7 +220,10 @@ def _run(args: argparse.Namespace) -> int:
         command = force_command(args.gatekeeper, path)
         users = guests(policy)
         people_only = any(g.people and not (g.users or g.groups) for g in policy.grants)
-        text = render(users, command, path, people_only=people_only)
+        keys = None
+        if policy.identity_source == AUTHORIZED_KEYS_COMMAND:
+            keys = keys_command(args.authorized_keys, path, args.authorized_keys_user)
+        text = render(users, command, path, people_only=people_only, keys=keys)
     except PolicyError as error:
         print(f"gatekeeperctl sshd-config: {error.render()}", file=sys.stderr)
         return 1
@@ -183,5 +248,19 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         default=DEFAULT_GATEKEEPER,
         help=f"absolute path of the gatekeeper launcher (default: {DEFAULT_GATEKEEPER})",
+    )
+    parser.add_argument(
+        "--authorized-keys",
+        metavar="PATH",
+        default=DEFAULT_AUTHORIZED_KEYS,
+        help="absolute path of the AuthorizedKeysCommand launcher "
+        f"(default: {DEFAULT_AUTHORIZED_KEYS}; used with [identity] source = "
+        '"authorized-keys-command")',
+    )
+    parser.add_argument(
+        "--authorized-keys-user",
+        metavar="USER",
+        default=DEFAULT_AUTHORIZED_KEYS_USER,
+        help=f"AuthorizedKeysCommandUser (default: {DEFAULT_AUTHORIZED_KEYS_USER})",
     )
     parser.set_defaults(handler=_run)

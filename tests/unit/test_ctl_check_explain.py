@@ -129,9 +129,10 @@ def test_warnings_name_the_dangerous_grants(policy_dir: gkunit.PolicyDir) -> Non
         Problem("grant[4]", "expired: it no longer allows anything"),
         Problem(
             "sessions.s",
-            "people bob, carol get different modes: a person is only attribution on a "
-            "shared account (SSH_USER_AUTH is guest-writable); give each guest their own "
-            "account to separate privileges",
+            "people bob, carol get different modes, but the person comes from "
+            "SSH_USER_AUTH, which a shared guest account can rewrite: set [identity] "
+            'source = "authorized-keys-command" (sshd names the person) or give each '
+            "guest their own account",
         ),
         Problem("grant[3]", "a second default for pair: grant[0] wins (first in the file)"),
         Problem(
