@@ -16,7 +16,8 @@ stopped by pid and everything it creates is removed, also on Ctrl-C:
 Parts: (1) start->exec beside ``python3 -I -c pass``, ``python -I -c "import
 structlog"`` and authprogs; (2) end-to-end ssh logins, gatekeeper vs
 ``/bin/true``; (3) a 10-grant vs a 10,000-grant policy; (4) N simultaneous
-logins, every one audited exactly once. Variants run alternately, round by
+logins, every one audited exactly once; (5) the authorized-keys command (sshd,
+every offered key) beside ``python3 -I -c pass``. Variants run alternately, round by
 round, so a load change on the machine hits all of them alike; the table
 shows medians and the ratios of medians. Nothing here is a test: it asserts
 nothing and reports the targets as met or not.
@@ -58,6 +59,7 @@ TARGETS = {
     "start_exec_vs_structlog": 1.30,
     "end_to_end_vs_true": 1.35,
     "policy_10k_vs_10": 1.25,
+    "authorized_keys_vs_python": 2.5,
 }
 
 
@@ -220,6 +222,9 @@ def build_venv(work: Path, uv: str) -> Path:
     launcher = run([str(python), "-m", "gatekeeper.launcher", str(python)]).stdout
     (venv / "bin" / "gatekeeper").write_text(launcher)
     (venv / "bin" / "gatekeeper").chmod(0o755)
+    keys = run([str(python), "-m", "gatekeeper.launcher", str(python), "authorized-keys"]).stdout
+    (venv / "bin" / "gatekeeper-authorized-keys").write_text(keys)
+    (venv / "bin" / "gatekeeper-authorized-keys").chmod(0o755)
     run(["chmod", "-R", "go-w", str(venv)])
     return venv
 
@@ -563,6 +568,54 @@ def part_start_exec(report: Report, ctx: Context, rounds: int, authprogs: Path |
     }
 
 
+def part_authorized_keys(report: Report, ctx: Context, rounds: int) -> None:
+    """(5) sshd's AuthorizedKeysCommand, once per offered key, beside ``python3 -I -c pass``."""
+    key = ctx.work / "bench-key"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    other = ctx.work / "bench-other"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)])
+    line = Path(f"{key}.pub").read_text().split()
+    unknown = Path(f"{other}.pub").read_text().split()
+    policy = ctx.work / "policy-keys.toml"
+    policy.write_text(
+        policy_text(ctx.guest.name, ctx.journal.socket, "gkbench-keys", 10)
+        + '[identity]\nsource = "authorized-keys-command"\n'
+        + f'[people.bench]\nkeys = ["{line[0]} {line[1]}"]\n'
+    )
+    policy.chmod(0o644)
+    ctx.cached_paths.append(str(policy))
+    run([str(ctx.ctl), "check", str(policy)])
+    command = str(ctx.venv / "bin" / "gatekeeper-authorized-keys")
+    head = [command, "--policy", str(policy), ctx.guest.name]
+    env = {"PATH": "/usr/bin:/bin"}
+    variants = [
+        Variant("python3 -I -c pass", [SYSTEM_PYTHON, "-I", "-c", "pass"], env),
+        Variant("authorized-keys (listed key)", [*head, line[0], line[1]], env),
+        Variant("authorized-keys (unknown key)", [*head, unknown[0], unknown[1]], env),
+    ]
+    # The listed key must really be answered, or both variants measure a denial.
+    answered = run(variants[1].argv, env=env).stdout
+    if 'environment="GATEKEEPER_PERSON=bench"' not in answered:
+        report.notes.append(f"(5) the listed key was NOT answered: {answered!r}")
+    alternate(variants, rounds, ctx.warmup, None, ctx.tty_fd)
+    by = {v.name: v for v in variants}
+    floor = median_ms(by["python3 -I -c pass"].wall)
+    for variant in variants:
+        failed = failure_text(report, variant)
+        report.row(
+            f"(5) {variant.name}",
+            f"{median_ms(variant.wall):.1f} ms (cpu {median_ms(variant.cpu):.1f} ms){failed}",
+        )
+    for name in ("authorized-keys (listed key)", "authorized-keys (unknown key)"):
+        ratio = median_ms(by[name].wall) / floor
+        report.row(
+            f"(5) {name} / python3 -I -c pass",
+            f"{ratio:.2f}x",
+            verdict(ratio, TARGETS["authorized_keys_vs_python"]),
+        )
+    report.data["authorized_keys"] = {v.name: {"wall": v.wall, "cpu": v.cpu} for v in variants}
+
+
 def part_end_to_end(report: Report, ctx: Context, sshd: Sshd, rounds: int) -> None:
     variants = [
         Variant(
@@ -804,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uv", default="", help="uv binary (bench/run passes the bootstrap's)")
     parser.add_argument("--no-authprogs", action="store_true", help="skip the peer baseline")
     parser.add_argument("--json", type=Path, help="also write every sample here")
-    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (default: all)")
     args = parser.parse_args(argv)
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--uv" in shown:
@@ -869,6 +922,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "1" in parts:
             log("part 1: start->exec")
             part_start_exec(report, ctx, args.rounds, authprogs)
+        if "5" in parts:
+            log("part 5: the authorized-keys command")
+            part_authorized_keys(report, ctx, args.rounds)
         if "3" in parts:
             log("part 3: policy size")
             part_policy_size(report, ctx, args.rounds, (sizes[0], sizes[1]), args.check_rounds)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from gatekeeper import policycache
+from gatekeeper import keyindex, policycache
 from gatekeeper.ctl import guestset
 from gatekeeper.ctl.common import add_policy_option, policy_path, print_json
 from gatekeeper.model import AUTHORIZED_KEYS_COMMAND, READ_WRITE, Policy
@@ -224,6 +224,7 @@ def check(path: str, now: datetime | None = None, cache_dir: str | None = None) 
         return report
     if cache_dir is not None:
         policycache.store(policy, cache_dir)
+        keyindex.store(policy, cache_dir)  # what gatekeeper-authorized-keys reads
     moment = now or datetime.now(UTC)
     report.warnings += _program_warnings(policy)
     report.warnings += _grant_warnings(policy, moment)

@@ -20,7 +20,7 @@ import gksshd
 import gktest
 import pytest
 
-from gatekeeper import policycache
+from gatekeeper import authkeys, policycache
 
 pytestmark = [pytest.mark.sshd, pytest.mark.tmux, pytest.mark.accounts, pytest.mark.journald]
 
@@ -126,8 +126,8 @@ def identity(deployment, journal) -> Iterator[Identity]:
     try:
         yield made
     finally:
-        cache = Path(policycache.cache_file(str(policy)))
-        cache.unlink(missing_ok=True)
+        Path(policycache.cache_file(str(policy))).unlink(missing_ok=True)
+        Path(authkeys.index_file(str(policy))).unlink(missing_ok=True)
 
 
 def _count(journal, user: str) -> int:

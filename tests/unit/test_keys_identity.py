@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import authkeys, decide, keys, model, policy
+from gatekeeper import authkeys, decide, keyindex, keys, model, policy, policycache
 from gatekeeper import request as rq
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -45,15 +45,26 @@ def _policy(fingerprint: str, *grants: model.Grant, source: str = "authorized-ke
         people={"bob": frozenset({fingerprint}), "carol": frozenset({"SHA256:" + "C" * 43})},
         sessions={"shared": model.Session("shared", "/run/x/sock", "alice", "shared")},
         grants=grants,
+        sha256="0" * 64,
+        path="/etc/p.toml",
     )
 
 
-def _line(keypair: tuple[str, str], pol: model.Policy, user: str = "root") -> str | None:
+def _answer(keypair: tuple[str, str], pol: model.Policy, user: str = "root"):
+    """What the command answers for this key, from the index check would write."""
+    body = keyindex.render(pol).partition("\n")[2]
+    return authkeys.answer(body, user, keypair[1], NOW.timestamp())
+
+
+def test_the_command_and_the_validator_agree_on_fingerprints(keypair: tuple[str, str]) -> None:
     key_type, blob = keypair[0].split(" ")[:2]
-    return authkeys.key_line(pol, user, key_type, blob, NOW.timestamp())
+    assert authkeys.fingerprint(key_type, blob) == keypair[1]
+    assert authkeys.fingerprint("ssh-rsa", blob) is None  # an ed25519 blob labelled rsa
+    assert authkeys.fingerprint(key_type, blob[:-4] + "!!!!") is None
+    assert authkeys.DEFAULT_DIR == policycache.DEFAULT_DIR
 
 
-def test_the_line_carries_the_person_and_the_latest_expiry(keypair: tuple[str, str]) -> None:
+def test_the_answer_carries_the_person_and_the_latest_expiry(keypair: tuple[str, str]) -> None:
     fpr = keypair[1]
     soon = model.Grant(
         0,
@@ -64,40 +75,46 @@ def test_the_line_carries_the_person_and_the_latest_expiry(keypair: tuple[str, s
     )
     later = model.Grant(1, frozenset({"root"}), people=frozenset({"bob"}), session="shared",
                         expires=datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC))  # fmt: skip
-    key_type, blob = keypair[0].split(" ")[:2]
-    assert _line(keypair, _policy(fpr, soon, later)) == (
-        'restrict,pty,environment="GATEKEEPER_PERSON=bob",expiry-time="20261231235959Z" '
-        f"{key_type} {blob}"
+    assert _answer(keypair, _policy(fpr, soon, later)) == (
+        "bob",
+        datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp(),
     )
     forever = model.Grant(2, frozenset({"root"}), session="shared")
-    line = _line(keypair, _policy(fpr, soon, forever))
-    assert line is not None
-    assert "expiry-time" not in line
+    assert _answer(keypair, _policy(fpr, soon, forever)) == ("bob", None)
 
 
-def test_no_line_without_a_grant_valid_now_or_later(keypair: tuple[str, str]) -> None:
+def test_no_answer_without_a_grant_valid_now_or_later(keypair: tuple[str, str]) -> None:
     fpr = keypair[1]
     past = model.Grant(0, frozenset({"root"}), people=frozenset({"bob"}), session="shared",
                        expires=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
-    assert _line(keypair, _policy(fpr, past)) is None
+    assert _answer(keypair, _policy(fpr, past)) is None
     # carol's grant on the account is not bob's (sshd vouches for the person).
     carols = model.Grant(1, frozenset({"root"}), people=frozenset({"carol"}), session="shared")
-    assert _line(keypair, _policy(fpr, carols)) is None
+    assert _answer(keypair, _policy(fpr, carols)) is None
     # Another account's grant is not this account's.
     other = model.Grant(2, frozenset({"nobody"}), people=frozenset({"bob"}), session="shared")
-    assert _line(keypair, _policy(fpr, other)) is None
-    # CONTROL: the same grant for this account gives the line; a future one does too.
-    mine = model.Grant(3, frozenset({"root"}), people=frozenset({"bob"}), session="shared",
+    assert _answer(keypair, _policy(fpr, other)) is None
+    # A group of the account counts (root is in group root).
+    group = model.Grant(3, groups=frozenset({"root"}), people=frozenset({"bob"}), session="shared")
+    assert _answer(keypair, _policy(fpr, group)) == ("bob", None)
+    # CONTROL: the same grant for this account answers; a future one does too.
+    mine = model.Grant(4, frozenset({"root"}), people=frozenset({"bob"}), session="shared",
                        not_before=datetime(2027, 1, 1, tzinfo=UTC))  # fmt: skip
-    assert _line(keypair, _policy(fpr, mine)) is not None
+    assert _answer(keypair, _policy(fpr, mine)) == ("bob", None)
     # An unknown key: nothing.
-    assert _line(keypair, _policy("SHA256:" + "D" * 43, mine)) is None
+    assert _answer(keypair, _policy("SHA256:" + "D" * 43, mine)) is None
 
 
-def test_a_missing_cache_denies_and_bad_arguments_are_errors(tmp_path: Path) -> None:
-    assert authkeys.run(["root", "ssh-ed25519", "AAAA"], cache_dir=str(tmp_path)) == (0, "")
+def test_a_missing_index_denies_and_bad_arguments_are_errors(
+    tmp_path: Path, keypair: tuple[str, str]
+) -> None:
+    key_type, blob = keypair[0].split(" ")[:2]
+    assert authkeys.run(["root", key_type, blob], cache_dir=str(tmp_path)) == (0, "")
     assert authkeys.run(["root"], cache_dir=str(tmp_path)) == (1, "")
     assert authkeys.run(["--policy", "relative", "u", "t", "k"], cache_dir=str(tmp_path))[0] == 1
+    # sshd's %f must be the fingerprint of its %k.
+    wrong = ["root", key_type, blob, "SHA256:" + "E" * 43]
+    assert authkeys.run(wrong, cache_dir=str(tmp_path)) == (0, "")
 
 
 def _connection(fingerprints: tuple[str, ...], person: str | None) -> model.Connection:
