@@ -34,8 +34,8 @@ from gatekeeper import fsafety
 from gatekeeper.ctl import guestset
 from gatekeeper.ctl.common import add_policy_option, print_json
 from gatekeeper.ctl.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
-from gatekeeper.model import READ_ONLY, Policy
-from gatekeeper.policy import DEFAULT_PATH, PolicyError, load
+from gatekeeper.model import AUTHORIZED_KEYS_COMMAND, READ_ONLY, Policy
+from gatekeeper.policy import DEFAULT_PATH, PolicyError, load, parse
 from gatekeeper.textsafe import escape
 
 Status = Literal["ok", "warn", "fail"]
@@ -176,8 +176,8 @@ def _force_command(options: Options, user: str, value: str) -> Check:
     return Check("ok", "sshd.forcecommand", user, f"ForceCommand {value}")
 
 
-def sshd_checks(options: Options, user: str) -> list[Check]:
-    """The effective sshd settings for one guest."""
+def sshd_checks(options: Options, user: str, *, keys_command: bool = False) -> list[Check]:
+    """The effective sshd settings for one guest (``keys_command``: [identity] source)."""
     values = effective_sshd(options, user)
     if isinstance(values, str):
         return [
@@ -191,7 +191,11 @@ def sshd_checks(options: Options, user: str) -> list[Check]:
         ]
     found = [_force_command(options, user, (values.get("forcecommand") or ["none"])[0])]
     fix = "use the Match block from `gatekeeperctl sshd-config`, before any other Match"
-    for keyword, want, why, severity in SSHD_EXPECTED:
+    for keyword, want_default, why_default, severity in SSHD_EXPECTED:
+        want, why = want_default, why_default
+        if keyword == "permituserenvironment" and keys_command:
+            want = "gatekeeper_person"
+            why = "only GATEKEEPER_PERSON, from the policy's key line, may pass (§29)"
         got = " ".join(values.get(keyword, ["(unset)"]))
         if got.lower() == want:
             found.append(Check("ok", f"sshd.{keyword}", user, f"{keyword} {got}"))
@@ -213,8 +217,159 @@ def sshd_checks(options: Options, user: str) -> list[Check]:
         )
     else:
         found.append(Check("ok", "sshd.acceptenv", user, "no client environment accepted"))
-    found += authorized_keys_checks(user, values.get("authorizedkeysfile", []))
+    if keys_command:
+        found += keys_command_sshd_checks(user, values)
+    else:
+        found += authorized_keys_checks(user, values.get("authorizedkeysfile", []))
     found.append(pam_check(options, user, (values.get("usepam") or ["no"])[0] == "yes"))
+    return found
+
+
+def keys_command_sshd_checks(user: str, values: dict[str, list[str]]) -> list[Check]:
+    """``[identity] source = "authorized-keys-command"``: sshd asks the policy, nothing else."""
+    fix = "use the Match block from `gatekeeperctl sshd-config` (it adds the three lines)"
+    found: list[Check] = []
+    files = values.get("authorizedkeysfile", [])
+    if files != ["none"]:
+        found.append(
+            Check(
+                "fail",
+                "sshd.authorizedkeysfile",
+                user,
+                f"AuthorizedKeysFile is {escape(' '.join(files))}: keys outside the policy "
+                "log in without a person",
+                fix,
+            )
+        )
+    else:
+        found.append(Check("ok", "sshd.authorizedkeysfile", user, "AuthorizedKeysFile none"))
+    command = (values.get("authorizedkeyscommand") or ["none"])[0]
+    words = command.split(" ")
+    if words[0] == "none" or words[-4:] != ["%u", "%t", "%k", "%f"]:
+        found.append(
+            Check(
+                "fail",
+                "sshd.authorizedkeyscommand",
+                user,
+                f"AuthorizedKeysCommand is {escape(command)}: the policy's keys are not asked",
+                fix,
+            )
+        )
+        return found
+    launcher = launcher_check(words[0])
+    found.append(
+        Check(
+            launcher.status,
+            "sshd.authorizedkeyscommand",
+            user,
+            f"{escape(command)}: {launcher.message}",
+            launcher.fix,
+        )
+    )
+    runner = (values.get("authorizedkeyscommanduser") or ["none"])[0]
+    try:
+        pwd.getpwnam(runner)
+        found.append(Check("ok", "sshd.authorizedkeyscommanduser", user, runner))
+    except KeyError:
+        found.append(
+            Check(
+                "fail",
+                "sshd.authorizedkeyscommanduser",
+                user,
+                f"{escape(runner)} is no account: sshd cannot run the command",
+                "AuthorizedKeysCommandUser nobody",
+            )
+        )
+    return found
+
+
+def _random_key() -> tuple[str, str]:
+    """A well-formed ssh-ed25519 public key nobody holds (for the unknown-key probe)."""
+    import base64  # noqa: PLC0415
+
+    name = b"ssh-ed25519"
+    blob = len(name).to_bytes(4, "big") + name + (32).to_bytes(4, "big") + os.urandom(32)
+    return "ssh-ed25519", base64.b64encode(blob).decode("ascii")
+
+
+def _known_key(path: str) -> tuple[str, str, str] | None:
+    """(person, type, base64) of the first full key line in the policy, or None."""
+    try:
+        data, _ = parse(fsafety.read_trusted(path), path)
+    except (PolicyError, OSError):
+        return None
+    for name, person in data.people.items():
+        for entry in person.keys:
+            if not entry.startswith("SHA256:"):
+                key_type, key_b64 = entry.split(" ")[:2]
+                return name, key_type, key_b64
+    return None
+
+
+def keys_command_run_checks(options: Options, guest: str) -> list[Check]:
+    """Run the AuthorizedKeysCommand as sshd would: a listed key answered, a random one not."""
+    values = effective_sshd(options, guest)
+    if isinstance(values, str):
+        return []
+    command = (values.get("authorizedkeyscommand") or ["none"])[0].split(" ")
+    runner = (values.get("authorizedkeyscommanduser") or ["nobody"])[0]
+    if command[0] == "none" or command[-4:] != ["%u", "%t", "%k", "%f"]:
+        return []
+    try:
+        entry = pwd.getpwnam(runner)
+    except KeyError:
+        return []
+    from gatekeeper import authkeys  # noqa: PLC0415
+
+    def ask(key_type: str, key_b64: str) -> subprocess.CompletedProcess[str]:
+        fpr = authkeys.fingerprint(key_type, key_b64) or ""
+        argv = [*command[:-4], guest, key_type, key_b64, fpr]
+        return subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=30, env={},
+            user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], cwd="/",
+        )  # fmt: skip
+
+    found: list[Check] = []
+    unknown = ask(*_random_key())
+    if unknown.returncode == 0 and not unknown.stdout:
+        found.append(Check("ok", "keys_command.unknown", guest, "an unknown key is refused"))
+    else:
+        found.append(
+            Check(
+                "fail",
+                "keys_command.unknown",
+                guest,
+                f"an unknown key got exit {unknown.returncode} and "
+                f"{escape(unknown.stdout[:200])!r}",
+            )
+        )
+    known = _known_key(options.policy)
+    if known is None:
+        found.append(
+            Check(
+                "warn",
+                "keys_command.known",
+                guest,
+                "the policy lists fingerprints only: no key to test the command with",
+                "list full public key lines in people.NAME.keys",
+            )
+        )
+        return found
+    person, key_type, key_b64 = known
+    answer = ask(key_type, key_b64)
+    if f'environment="GATEKEEPER_PERSON={person}"' in answer.stdout:
+        found.append(Check("ok", "keys_command.known", guest, f"{person}'s key is answered"))
+    else:
+        found.append(
+            Check(
+                "warn" if answer.returncode == 0 else "fail",
+                "keys_command.known",
+                guest,
+                f"{person}'s key got no line (exit {answer.returncode}): the key index is "
+                f"missing or stale, or {person} has no grant for {guest}",
+                f"gatekeeperctl check {options.policy}",
+            )
+        )
     return found
 
 
@@ -595,10 +750,13 @@ def diagnose(options: Options) -> list[Check]:
     found += problems
     if not accounts:
         found.append(Check("warn", "account", "-", "no guest account exists yet"))
+    vouched = policy.identity_source == AUTHORIZED_KEYS_COMMAND
     for entry in accounts:
-        found += sshd_checks(options, entry.pw_name)
+        found += sshd_checks(options, entry.pw_name, keys_command=vouched)
         found.append(shell_check(entry))
         found.append(home_check(entry))
+    if vouched and accounts:
+        found += keys_command_run_checks(options, accounts[0].pw_name)
     found += session_checks(policy, accounts)
     found.append(tmux_check(policy))
     found.append(journald_check(policy))

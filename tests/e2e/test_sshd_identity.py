@@ -254,3 +254,36 @@ def test_the_command_itself_as_sshd_runs_it(identity) -> None:
     unknown = run(identity.stranger)
     assert (unknown.returncode, unknown.stdout) == (0, "")
     assert os.stat(AUTHORIZED_KEYS).st_uid == 0
+
+
+def test_doctor_verifies_the_keys_command_end_to_end(identity) -> None:
+    def doctor() -> dict[str, dict]:
+        result = subprocess.run(
+            [str(gktest.GATEKEEPERCTL), "doctor", "--policy", str(identity.policy),
+             "--sshd-config", str(identity.sshd.config), "--gatekeeper", str(gktest.GATEKEEPER),
+             "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        checks = json.loads(result.stdout)["checks"]
+        return {c["check"]: c for c in checks if c["subject"] == identity.account}
+
+    found = doctor()
+    for name in (
+        "sshd.authorizedkeysfile",
+        "sshd.authorizedkeyscommand",
+        "sshd.authorizedkeyscommanduser",
+        "sshd.permituserenvironment",
+        "keys_command.unknown",
+        "keys_command.known",
+    ):
+        assert found[name]["status"] == "ok", found[name]
+    assert found["keys_command.known"]["message"] == "bob's key is answered"
+    # CONTROL: a policy edited without `check` - doctor sees the command refuse bob.
+    try:
+        identity.edit(identity.text + "\n")
+        stale = doctor()["keys_command.known"]
+        assert stale["status"] == "warn"
+        assert stale["fix"] == f"gatekeeperctl check {identity.policy}"
+    finally:
+        identity.edit(identity.text)
+        identity.check()
