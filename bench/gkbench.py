@@ -16,8 +16,9 @@ stopped by pid and everything it creates is removed, also on Ctrl-C:
 Parts: (1) start->exec beside ``python3 -I -c pass``, ``python -I -c "import
 structlog"`` and authprogs; (2) end-to-end ssh logins, gatekeeper vs
 ``/bin/true``; (3) a 10-grant vs a 10,000-grant policy; (4) N simultaneous
-logins, every one audited exactly once; (5) the authorized-keys command (sshd,
-every offered key) beside ``python3 -I -c pass``. Variants run alternately, round by
+logins, every one audited exactly once; (5) pane output throughput with the
+session recorder on vs off; (6) the authorized-keys command (sshd, every offered
+key) beside ``python3 -I -c pass``. Variants run alternately, round by
 round, so a load change on the machine hits all of them alike; the table
 shows medians and the ratios of medians. Nothing here is a test: it asserts
 nothing and reports the targets as met or not.
@@ -569,7 +570,7 @@ def part_start_exec(report: Report, ctx: Context, rounds: int, authprogs: Path |
 
 
 def part_authorized_keys(report: Report, ctx: Context, rounds: int) -> None:
-    """(5) sshd's AuthorizedKeysCommand, once per offered key, beside ``python3 -I -c pass``."""
+    """(6) sshd's AuthorizedKeysCommand, once per offered key, beside ``python3 -I -c pass``."""
     key = ctx.work / "bench-key"
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
     other = ctx.work / "bench-other"
@@ -596,20 +597,20 @@ def part_authorized_keys(report: Report, ctx: Context, rounds: int) -> None:
     # The listed key must really be answered, or both variants measure a denial.
     answered = run(variants[1].argv, env=env).stdout
     if 'environment="GATEKEEPER_PERSON=bench"' not in answered:
-        report.notes.append(f"(5) the listed key was NOT answered: {answered!r}")
+        report.notes.append(f"(6) the listed key was NOT answered: {answered!r}")
     alternate(variants, rounds, ctx.warmup, None, ctx.tty_fd)
     by = {v.name: v for v in variants}
     floor = median_ms(by["python3 -I -c pass"].wall)
     for variant in variants:
         failed = failure_text(report, variant)
         report.row(
-            f"(5) {variant.name}",
+            f"(6) {variant.name}",
             f"{median_ms(variant.wall):.1f} ms (cpu {median_ms(variant.cpu):.1f} ms){failed}",
         )
     for name in ("authorized-keys (listed key)", "authorized-keys (unknown key)"):
         ratio = median_ms(by[name].wall) / floor
         report.row(
-            f"(5) {name} / python3 -I -c pass",
+            f"(6) {name} / python3 -I -c pass",
             f"{ratio:.2f}x",
             verdict(ratio, TARGETS["authorized_keys_vs_python"]),
         )
@@ -794,6 +795,82 @@ class Context:
         return {"PATH": "/usr/bin:/bin", "HOME": str(self.work), "LANG": "C.UTF-8"}
 
 
+def part_recording(report: Report, ctx: Context, rounds: int, megabytes: int) -> None:
+    """(5) Pane output throughput with the recorder on vs off, side by side.
+
+    One tmux server (root's, private socket), one pane; each round ``cat``s the
+    same file and signals ``tmux wait-for``; with recording on, the round ends
+    only when the recorder has written the final marker too (the pipe drained).
+    """
+    tmux = shutil.which("tmux") or "/usr/bin/tmux"
+    sock = str(ctx.work / "rec-bench.sock")
+    data = ctx.work / "rec-bench.txt"
+    line = ("0123456789abcdefghijklmnopqrstuvwxyz" * 3)[:99] + "\n"
+    with data.open("w") as handle:
+        handle.write(line * (megabytes * 1024 * 1024 // len(line)))
+    recordings = ctx.work / "rec-bench"
+    recordings.mkdir(mode=0o700)
+
+    def cmd(*args: str) -> str:
+        return run([tmux, "-S", sock, *args]).stdout
+
+    cmd("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "200", "-y", "50", "sh")
+    pane = cmd("display-message", "-p", "-t", "b:", "#{pane_id}").strip()
+    recorder = (
+        f"exec {ctx.python} -I -m gatekeeper.host.recorder --policy /nonexistent "
+        f"--session bench --dir {recordings} --limit {64 * 1024 * 1024} --tmux {tmux} "
+        f"--socket {sock} --size 200x50 #{{pane_id}} >/dev/null 2>&1"
+    )
+    timings: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for index in range(rounds + 1):
+            for variant in ("off", "on"):
+                if variant == "on":
+                    cmd("pipe-pane", "-O", "-t", pane, recorder)
+                token = secrets.token_hex(4)
+                start = time.monotonic()
+                # The output ends with END<token>, which the typed line itself does not contain.
+                cmd("send-keys", "-t", pane,
+                    f"cat {data}; printf '%s%s\\n' END {token}; tmux -S {sock} wait-for -S {token}",
+                    "Enter")  # fmt: skip
+                run([tmux, "-S", sock, "wait-for", token], timeout=600)
+                if variant == "on":
+
+                    def drained(t: str = f"END{token}") -> bool:
+                        files = sorted(recordings.glob("*.cast"))
+                        if not files:
+                            return False
+                        with files[-1].open("rb") as handle:
+                            handle.seek(max(0, handle.seek(0, 2) - 4096))
+                            return t.encode() in handle.read()
+
+                    deadline = time.monotonic() + 600
+                    while not drained() and time.monotonic() < deadline:
+                        time.sleep(0.005)  # a fine poll: its latency counts in the timing
+                    cmd("pipe-pane", "-t", pane)
+                elapsed = time.monotonic() - start
+                if index:  # round 0 warms the page cache
+                    timings[variant].append(elapsed)
+                for path in recordings.glob("*.cast"):
+                    path.unlink()
+                cmd("clear-history", "-t", pane)
+    finally:
+        with contextlib.suppress(RuntimeError):
+            cmd("kill-server")
+    off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
+    ratio = off / on
+    report.data["recording"] = timings
+    report.row(
+        f"5 pane output, {megabytes} MB via cat, recording off", f"{megabytes / off:.1f} MB/s"
+    )
+    report.row(f"5 pane output, {megabytes} MB via cat, recording on", f"{megabytes / on:.1f} MB/s")
+    report.row(
+        "5 throughput ratio on/off",
+        f"{ratio:.2f}x",
+        f">= 0.90x: {'met' if ratio >= 0.9 else 'NOT met'}",
+    )
+
+
 def remove_caches(paths: list[str]) -> None:
     import hashlib  # noqa: PLC0415 - the bench's only use
 
@@ -857,7 +934,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uv", default="", help="uv binary (bench/run passes the bootstrap's)")
     parser.add_argument("--no-authprogs", action="store_true", help="skip the peer baseline")
     parser.add_argument("--json", type=Path, help="also write every sample here")
-    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run (default: all)")
+    parser.add_argument("--record-mb", type=int, default=100, help="MB through the pane, part 5")
     args = parser.parse_args(argv)
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--uv" in shown:
@@ -865,7 +943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = shown
     if args.quick:
         args.rounds, args.ssh_rounds, args.warmup, args.logins = 2, 2, 1, 5
-        args.sizes, args.check_rounds = "10,100", 1
+        args.sizes, args.check_rounds, args.record_mb = "10,100", 1, 5
     sizes = tuple(int(s) for s in args.sizes.split(","))
     parts = set(args.parts.split(","))
     if os.geteuid() != 0:
@@ -923,7 +1001,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("part 1: start->exec")
             part_start_exec(report, ctx, args.rounds, authprogs)
         if "5" in parts:
-            log("part 5: the authorized-keys command")
+            log(f"part 5: pane output with recording on vs off ({args.record_mb} MB)")
+            part_recording(report, ctx, min(args.rounds, 5), args.record_mb)
+        if "6" in parts:
+            log("part 6: the authorized-keys command")
             part_authorized_keys(report, ctx, args.rounds)
         if "3" in parts:
             log("part 3: policy size")

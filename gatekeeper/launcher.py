@@ -28,7 +28,7 @@ import signal
 for _signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
     signal.signal(_signum, signal.SIG_IGN)
 
-from gatekeeper.connect import main
+from gatekeeper.login.entry import main
 
 main()
 """
@@ -40,7 +40,7 @@ AUTHORIZED_KEYS_TEMPLATE = """\
 # sshd's AuthorizedKeysCommand (%u %t %k %f): runs for every key offered at
 # every guest login, isolated (-I). sshd requires it root-owned and not
 # writable by group or others, in root-owned directories.
-from gatekeeper.authkeys import main
+from gatekeeper.login.authkeys import main
 
 main()
 """

@@ -1,11 +1,11 @@
 """Man pages generated from the code: gatekeeper(8), gatekeeperctl(8), gatekeeper.toml(5).
 
 One source, so the pages cannot drift: gatekeeperctl(8) is rendered from the
-argparse parser that also prints ``--help`` (:func:`gatekeeper.ctl.cli.parser`),
+argparse parser that also prints ``--help`` (:func:`gatekeeper.cli.main.parser`),
 gatekeeper.toml(5) from the published JSON Schema of the policy
 (:func:`gatekeeper.policy.json_schema`, itself generated from the pydantic
 models and their attribute docstrings), and gatekeeper(8) from the guest's
-``help`` text (:data:`gatekeeper.messages.HELP`) and the exit-code constants.
+``help`` text (:data:`gatekeeper.login.messages.HELP`) and the exit-code constants.
 Only the prose that is not an interface (what the program is for, security
 notes) is written here.
 
@@ -25,22 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from gatekeeper import __version__, decide, messages
-from gatekeeper.connect import POLICY_PATH
+from gatekeeper import __version__, exitcodes
+from gatekeeper.login import messages
+from gatekeeper.policy.model import DEFAULT_PATH as POLICY_PATH
 
 _SOURCE: Final = f"ssh-gatekeeper {__version__}"
 _INLINE_CODE: Final = re.compile(r"``(.+?)``")
 
-#: Exit codes of ``gatekeeper`` (SPEC §7): the values come from the code, the words from here.
-_EXIT_CODES: Final = (
-    (0, "list, whoami or help was answered; after exec, the status is the program's or tmux's"),
-    (decide.EX_DENIED, "the request was denied"),
-    (decide.EX_USAGE, "the request was not understood, or needs a terminal (ssh -t)"),
-    (decide.EX_UNAVAILABLE, "the session is not running or its socket is not reachable"),
-    (decide.EX_SOFTWARE, "internal error (fail closed)"),
-    (decide.EX_TEMPFAIL, "the audit record could not be written (fail closed)"),
-    (decide.EX_CONFIG, "the policy is missing, invalid or unsafe (fail closed)"),
-)
 
 #: Policy tables in the order gatekeeper.toml(5) documents them, and how each one is written.
 _TABLE_HEADERS: Final = {
@@ -134,8 +125,8 @@ def _usage(parser: argparse.ArgumentParser) -> str:
 
 
 def gatekeeperctl_page(date: str) -> str:
-    """gatekeeperctl(8), from :func:`gatekeeper.ctl.cli.parser`."""
-    from gatekeeper.ctl.cli import parser as build_parser  # noqa: PLC0415 - heavy, page-only
+    """gatekeeperctl(8), from :func:`gatekeeper.cli.main.parser`."""
+    from gatekeeper.cli.main import parser as build_parser  # noqa: PLC0415 - heavy, page-only
 
     top = build_parser()
     out = _header("gatekeeperctl", 8, date, "System Administration")
@@ -156,7 +147,8 @@ def gatekeeperctl_page(date: str) -> str:
     out += [".SH EXIT STATUS"]
     out += _paragraphs(
         "0 on success; 1 when check finds errors or a command fails; 2 on a usage error "
-        "(argparse); 69 for a command that is not available on this system."
+        f"(argparse); {exitcodes.EX_UNAVAILABLE} for a command that is not available on this "
+        "system."
     )
     out += [".SH FILES", ".TP", f"\\fI{_option(POLICY_PATH)}\\fR", "The policy; see"]
     out += ["gatekeeper.toml(5)."]
@@ -208,7 +200,7 @@ def gatekeeper_page(date: str) -> str:
         "ASCII, at most 1024 bytes; names are matched exactly."
     )
     out += [".SH EXIT STATUS"]
-    for code, meaning in _EXIT_CODES:
+    for code, meaning in exitcodes.GATEKEEPER_CODES:
         out += _tagged(str(code), meaning)
     out += [".SH ENVIRONMENT"]
     out += _paragraphs(
@@ -294,7 +286,7 @@ default = true
 
 def policy_page(date: str) -> str:
     """gatekeeper.toml(5), from :func:`gatekeeper.policy.json_schema`."""
-    from gatekeeper.policy import json_schema  # noqa: PLC0415 - pydantic is heavy
+    from gatekeeper.policy.loader import json_schema  # noqa: PLC0415 - pydantic is heavy
 
     schema = json_schema()
     defs: dict[str, Any] = schema.get("$defs", {})
@@ -331,6 +323,14 @@ def policy_page(date: str) -> str:
     out += [".SH FILES", ".TP", f"\\fI{_option(POLICY_PATH)}\\fR", "The policy."]
     out += [".TP", "\\fI/usr/share/doc/ssh\\-gatekeeper/examples/\\fR"]
     out += ["The seed scenario policy and its JSON Schema, an sshd_config.d snippet."]
+    out += [".TP", "\\fI/var/lib/gatekeeper/recordings/\\fRNAME"]
+    out += [
+        escape(
+            "Recordings of session NAME (record = on or required): asciicast v2 files, "
+            "one per pane and period, written by the host (0600 in a 0700 directory); "
+            "list them with gatekeeperctl recordings, play them with gatekeeperctl replay."
+        )
+    ]
     out += [".SH SEE ALSO", "gatekeeper(8), gatekeeperctl(8), sshd_config(5), tmux(1)"]
     return "\n".join(out) + "\n"
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gatekeeper import model
+from gatekeeper.policy import model
 
 REPO = Path(__file__).resolve().parents[1]
 #: The shared security corpus lives beside the clone (``../shared`` from the repo root).
@@ -113,7 +113,7 @@ def policy_dir() -> Iterator[PolicyDir]:
         # connect.run as root refreshes the validated-policy cache for the policy
         # it loaded: leave no entry behind for a path that no longer exists.
         with contextlib.suppress(ImportError, OSError):
-            from gatekeeper.policycache import cache_file  # noqa: PLC0415
+            from gatekeeper.policy.cache import cache_file  # noqa: PLC0415
 
             os.unlink(cache_file(str(directory.policy)))
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import gkunit
 
-from gatekeeper import connect
-from gatekeeper.plan import ExecPlan
+from gatekeeper.login import entry as connect
+from gatekeeper.login.plan import ExecPlan
 
 #: A policy for the account running the tests (root): one session, two programs.
 #: Every string here is a "policy string": an allowed argv may contain nothing else.

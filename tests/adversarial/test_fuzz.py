@@ -35,10 +35,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeeper import connect, policy
-from gatekeeper import request as rq
-from gatekeeper.model import NAME_PATTERN
-from gatekeeper.plan import ExecPlan
+from gatekeeper.login import entry as connect
+from gatekeeper.login import request as rq
+from gatekeeper.login.plan import ExecPlan
+from gatekeeper.policy import loader as policy
+from gatekeeper.policy.model import NAME_PATTERN
 
 FUZZ = settings(
     max_examples=400,

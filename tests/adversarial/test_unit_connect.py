@@ -26,9 +26,10 @@ import gkadv_unit as gu
 import gkunit
 import pytest
 
-from gatekeeper import audit, connect, messages
-from gatekeeper.plan import ExecPlan
-from gatekeeper.textsafe import escape_bytes
+from gatekeeper.login import audit, messages
+from gatekeeper.login import entry as connect
+from gatekeeper.login.plan import ExecPlan
+from gatekeeper.login.textsafe import escape_bytes
 
 
 class Case(NamedTuple):
@@ -209,7 +210,7 @@ def test_host_hooks_expand_nothing_but_the_client_name(path: str, session: str) 
     that tmux expands as the host. The only format in them is ``#{q:hook_client}`` (the
     client's tty, named by the kernel, shell-quoted by tmux); a policy path or session
     name that could carry a format, a quote or a ``;`` is refused outright."""
-    from gatekeeper.ctl import hostlib  # noqa: PLC0415 - host-side code, only here
+    from gatekeeper.host import control as hostlib  # noqa: PLC0415 - host-side code, only here
 
     good = hostlib.hook_command(["/usr/bin/gatekeeperctl"], "join", "/etc/gatekeeper.toml", "s")
     assert re.findall(r"#\{[^}]*\}", good) == ["#{q:hook_client}"]

@@ -71,7 +71,7 @@ def test_a_launcher_that_is_not_isolated_fails(deployment) -> None:
     site = deployment.site
     script = gktest.write_root_file(
         site.root / "console-script",
-        "#!/usr/bin/python3\nfrom gatekeeper.connect import main\nmain()\n",
+        "#!/usr/bin/python3\nfrom gatekeeper.login.entry import main\nmain()\n",
         mode=0o755,
     )
     text = gksshd.sshd_config(deployment.policy, gatekeeper=script)

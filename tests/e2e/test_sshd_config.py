@@ -11,7 +11,7 @@ import gksshd
 import gktest
 import pytest
 
-from gatekeeper.ctl import sshdconfig
+from gatekeeper.deploy import sshdconfig
 
 pytestmark = [pytest.mark.sshd, pytest.mark.accounts]
 

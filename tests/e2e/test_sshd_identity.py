@@ -20,7 +20,8 @@ import gksshd
 import gktest
 import pytest
 
-from gatekeeper import authkeys, policycache
+from gatekeeper.login import authkeys
+from gatekeeper.policy import cache as policycache
 
 pytestmark = [pytest.mark.sshd, pytest.mark.tmux, pytest.mark.accounts, pytest.mark.journald]
 

@@ -13,8 +13,8 @@ import gktest
 import pytest
 from gkhost import guest_env
 
-from gatekeeper import audit
-from gatekeeper.model import AuditConfig
+from gatekeeper.login import audit
+from gatekeeper.policy.model import AuditConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "packaging" / "catalog" / "ssh-gatekeeper.catalog"

@@ -3,7 +3,7 @@
 Records come from real connections through the installed ``python -I``
 launcher, run as throwaway guest accounts on a real pty; forged records are
 sent by other accounts with journald's native protocol; host-side join/leave
-records are written by the host account through ``gatekeeper.audit.emit``, as
+records are written by the host account through ``gatekeeper.login.audit.emit``, as
 the session's tmux hooks would.
 """
 
@@ -103,7 +103,7 @@ def forge(account, journal, record: dict, *, hold: bool = False) -> subprocess.P
     """
     code = (
         "import json, os, sys\n"
-        "from gatekeeper import journald\n"
+        "from gatekeeper.login import journald\n"
         "record = json.loads(sys.argv[2])\n"
         "record['pid'] = record.get('pid', os.getpid())\n"
         "journald.send(sys.argv[1], {'MESSAGE': json.dumps(record), "
@@ -335,8 +335,8 @@ def test_follow_shows_a_new_connection_within_a_second(accounts, write_policy, j
 
 HOST_WRITER = """
 import json, sys
-from gatekeeper import audit
-from gatekeeper.model import AuditConfig
+from gatekeeper.login import audit
+from gatekeeper.policy.model import AuditConfig
 config = AuditConfig(journal_socket=sys.argv[1])
 for line in sys.stdin:
     audit.emit(config, json.loads(line))
@@ -346,7 +346,7 @@ for line in sys.stdin:
 def forget_policy_cache(policy: Path) -> None:
     """Remove the validated-policy cache the warm-up left for this test's policy."""
     try:
-        policycache = importlib.import_module("gatekeeper.policycache")
+        policycache = importlib.import_module("gatekeeper.policy.cache")
     except ImportError:
         return
     Path(policycache.cache_file(str(policy))).unlink(missing_ok=True)

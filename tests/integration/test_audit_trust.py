@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import auditread
-from gatekeeper.audit import MESSAGE_IDS
-from gatekeeper.auditread import Entry
+from gatekeeper.login.audit import MESSAGE_IDS
+from gatekeeper.review import auditread
+from gatekeeper.review.auditread import Entry
 
 PYTHON = str(Path(sys.executable).resolve())
 LAUNCHER = "/usr/bin/gatekeeper"

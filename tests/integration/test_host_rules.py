@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import gktest
 import pytest
 
-from gatekeeper.ctl import hostlib
-from gatekeeper.policy import parse
+from gatekeeper.host import control as hostlib
+from gatekeeper.policy.loader import parse
 
 CTL = ["/opt/gk/venv/bin/gatekeeperctl"]
 

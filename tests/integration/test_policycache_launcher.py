@@ -18,7 +18,9 @@ import gktest
 import pytest
 from gkhost import guest_env
 
-from gatekeeper import model, policy, policycache
+from gatekeeper.policy import cache as policycache
+from gatekeeper.policy import loader as policy
+from gatekeeper.policy import model
 
 pytestmark = [pytest.mark.journald, pytest.mark.accounts]
 
@@ -128,7 +130,7 @@ def test_check_refreshes_the_cache_and_the_guest_login_matches_full_validation(
 
 PROBE = """
 import json, sys
-from gatekeeper import connect
+from gatekeeper.login import entry as connect
 environ = {b"SSH_TTY": b"/dev/pts/99", b"SSH_ORIGINAL_COMMAND": b"run hello",
            b"SSH_CONNECTION": b"127.0.0.1 50022 127.0.0.1 22"}
 result = connect.run(["--policy", sys.argv[1]], environ, stdin_is_tty=True)

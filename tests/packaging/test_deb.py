@@ -227,7 +227,8 @@ def test_sshd_snippet_is_the_hardened_block_and_passes_sshd(world_dir: Path) -> 
     snippet = EXAMPLES / "sshd_config.d" / "gatekeeper.conf"
     hardened = json.loads(
         installed_python(
-            "import json; from gatekeeper.ctl import sshdconfig as s; print(json.dumps(s.HARDENED))"
+            "import json; from gatekeeper.deploy import sshdconfig as s; "
+            "print(json.dumps(s.HARDENED))"
         )
     )
     body = _match_body(snippet.read_text())
@@ -290,7 +291,7 @@ def test_man_pages_render_cleanly_and_match_help_and_schema() -> None:
     # Every subcommand and option that --help shows is in gatekeeperctl(8).
     helps = json.loads(
         installed_python(
-            "import json; from gatekeeper.ctl.cli import parser; from gatekeeper import manpages\n"
+            "import json; from gatekeeper.cli.main import parser; from gatekeeper import manpages\n"
             "print(json.dumps({n: s.format_help() for n, _, s in manpages._subcommands(parser())}))"
         )
     )
@@ -494,7 +495,7 @@ def test_purge_leaves_no_files() -> None:
     assert ctl("check").returncode == 0
     cache = Path(
         installed_python(
-            f"from gatekeeper.policycache import cache_file; print(cache_file({str(CONFFILE)!r}))"
+            f"from gatekeeper.policy.cache import cache_file; print(cache_file({str(CONFFILE)!r}))"
         ).strip()
     )
     assert cache.is_file()

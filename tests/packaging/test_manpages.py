@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from gatekeeper import manpages, messages
-from gatekeeper.ctl.cli import parser
-from gatekeeper.policy import json_schema
+from gatekeeper import manpages
+from gatekeeper.cli.main import parser
+from gatekeeper.login import messages
+from gatekeeper.policy.loader import json_schema
 
 DATE = "2026-01-02"
 MACROS = {'.\\"', ".TH", ".SH", ".SS", ".PP", ".TP", ".nf", ".fi", ".EX", ".EE"}

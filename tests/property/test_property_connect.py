@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeeper import connect, messages
-from gatekeeper.plan import ExecPlan
+from gatekeeper.login import entry as connect
+from gatekeeper.login import messages
+from gatekeeper.login.plan import ExecPlan
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 BODY = f"""

@@ -15,12 +15,12 @@ import gkunit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper import journald
-from gatekeeper import request as rq
-from gatekeeper.decide import AttachSession, Deny, Inform, RunProgram, decide
-from gatekeeper.model import NAME_PATTERN, Connection, Grant, Policy, Program, Session
-from gatekeeper.plan import plan
-from gatekeeper.textsafe import escape, escape_bytes
+from gatekeeper.login import journald
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import AttachSession, Deny, Inform, RunProgram, decide
+from gatekeeper.login.plan import plan
+from gatekeeper.login.textsafe import escape, escape_bytes
+from gatekeeper.policy.model import NAME_PATTERN, Connection, Grant, Policy, Program, Session
 
 BOUNDED = settings(max_examples=400, deadline=None, database=None)
 

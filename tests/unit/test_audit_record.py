@@ -12,9 +12,10 @@ from typing import Any, NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import audit, connect
-from gatekeeper import request as rq
-from gatekeeper.model import AuditConfig
+from gatekeeper.login import audit
+from gatekeeper.login import record as stage_record
+from gatekeeper.login import request as rq
+from gatekeeper.policy.model import AuditConfig
 
 #: SPEC §5: "The JSON object holds at least ..."
 SPEC_FIELDS = {
@@ -41,7 +42,8 @@ def emitted(record: Mapping[str, Any], config: AuditConfig | None = None) -> dic
 
 def connect_record(command: bytes | None, **conn: Any) -> dict[str, Any]:
     connection = gkunit.connection(original_command=command, **conn)
-    return connect.base_record(connection, rq.parse(command), "0123456789abcdef")
+    stages = stage_record.Stages("0123456789abcdef", connection.uid, connection, rq.parse(command))
+    return stage_record.build(stages, pid=os.getpid())
 
 
 def test_connect_record_fields_are_the_documented_ones() -> None:
@@ -138,7 +140,7 @@ def test_long_command_is_capped_with_a_hash_of_the_whole() -> None:
     assert message["original_command_bytes"] == 120000
     assert message["original_command_sha256"] == hashlib.sha256(command).hexdigest()
     assert message["request"] == "malformed:too_long"
-    from gatekeeper import journald  # noqa: PLC0415
+    from gatekeeper.login import journald  # noqa: PLC0415
 
     assert len(journald.encode(fields)) < 16 * 1024
 

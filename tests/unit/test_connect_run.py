@@ -21,8 +21,9 @@ from typing import Any, NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import audit, connect, messages
-from gatekeeper.plan import ExecPlan
+from gatekeeper.login import audit, messages
+from gatekeeper.login import entry as connect
+from gatekeeper.login.plan import ExecPlan
 
 ME = pwd.getpwuid(os.getuid())
 SPEC_FIELDS = {

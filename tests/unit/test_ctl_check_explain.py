@@ -12,11 +12,13 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import request as rq
-from gatekeeper.ctl import check, cli, explain
-from gatekeeper.decide import AttachSession, RunProgram, decide
-from gatekeeper.plan import plan
-from gatekeeper.policy import Problem, load
+from gatekeeper.cli import main as cli
+from gatekeeper.login import entry as connect
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import AttachSession, RunProgram, decide
+from gatekeeper.login.plan import plan
+from gatekeeper.policy import check, explain
+from gatekeeper.policy.loader import Problem, load
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 K_BOB = "SHA256:" + "b" * 43
@@ -358,3 +360,62 @@ def test_root_in_users_fails_the_check(policy_dir: gkunit.PolicyDir) -> None:
     report = check.check(str(path))
     assert [p.path for p in report.errors] == ["grant[0].users"]
     assert "it is root" in report.errors[0].message
+
+
+# ------------------------------------------------------------- explain = the record
+
+LIVE_BODY = (
+    EXPLAIN_BODY
+    + f"""
+[programs.gone]
+argv = ["/nonexistent/gk-program", "--"]
+
+[[grant]]
+users = ["{ME}"]
+program = "gone"
+"""
+)
+
+#: Record fields explain shows (when they have a value), compared with a real run's record.
+RECORD_KEYS = ("decision", "reason", "exit_code", "grant", "session", "program", "mode", "argv")
+
+
+class Live(NamedTuple):
+    id: str
+    command: str
+    live_reason: str  # what the record (and explain --live) says; a prefix
+    offline_reason: str  # explain without --live: the decision alone
+
+
+LIVE = [
+    Live("run", "run hello", "granted", "granted"),
+    Live("program-missing", "run gone", "program_missing", "granted"),
+    # /var/tmux/pair_sock: missing, or under a directory that is not safe here.
+    Live("socket", "attach shared", "socket_", "granted"),
+    Live("unknown", "bash", "unknown_command", "unknown_command"),
+    Live("list", "list", "inform_list", "inform_list"),
+]
+
+
+@pytest.mark.parametrize("case", LIVE, ids=[c.id for c in LIVE])
+def test_explain_live_says_what_the_login_record_says(
+    policy_dir: gkunit.PolicyDir, case: Live
+) -> None:
+    path = policy_dir.write(LIVE_BODY)
+    before = len(policy_dir.records())
+    connect.run(
+        ["--policy", str(path)],
+        gkunit.environ(case.command.encode()),
+        stdin_is_tty=True,
+        now=gkunit.NOW,
+    )
+    (written,) = policy_dir.records()[before:]
+    address = "192.0.2.7"  # gkunit.environ's SSH_CONNECTION
+    live = explain.explain(str(path), ME, None, address, case.command, gkunit.NOW, live=True)
+    offline = explain.explain(str(path), ME, None, address, case.command, gkunit.NOW)
+    assert written["reason"].startswith(case.live_reason)
+    shown = {k: written[k] for k in RECORD_KEYS if written[k] is not None}
+    assert {k: live.get(k) for k in RECORD_KEYS if k in live} == shown
+    assert live["policy_sha256"] == written["policy_sha256"]
+    assert live["request"] == written["request"]
+    assert offline["reason"] == case.offline_reason  # the control: no live checks

@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import request as rq
-from gatekeeper.decide import (
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import (
     AttachSession,
     Decision,
     Deny,
@@ -20,7 +20,7 @@ from gatekeeper.decide import (
     decide,
     identify,
 )
-from gatekeeper.model import Grant, Policy, Program, Session
+from gatekeeper.policy.model import Grant, Policy, Program, Session
 
 K_BOB = "SHA256:" + "b" * 43
 K_CAROL = "SHA256:" + "c" * 43

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import fsafety
+from gatekeeper.login import fsafety
 
 OWNER = 4242  # the session's host
 GUEST = 65534

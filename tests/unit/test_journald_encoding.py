@@ -15,7 +15,7 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import audit, journald
+from gatekeeper.login import audit, journald
 
 
 def test_a_newline_in_a_value_cannot_start_a_field() -> None:

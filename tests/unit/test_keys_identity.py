@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import authkeys, decide, keyindex, keys, model, policy, policycache
-from gatekeeper import request as rq
+from gatekeeper.login import authkeys, decide
+from gatekeeper.login import request as rq
+from gatekeeper.policy import cache as policycache
+from gatekeeper.policy import keyindex, keys, model
+from gatekeeper.policy import loader as policy
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import pytest
 
-from gatekeeper import messages
+from gatekeeper.login import messages
 
 REF = "0123456789abcdef"
 
@@ -80,3 +80,12 @@ def test_help_names_every_verb() -> None:
         assert verb in messages.HELP
     assert messages.HELP.isascii()
     assert messages.HELP.endswith("\n")
+
+
+def test_recording_notice_is_pinned() -> None:
+    text = messages.recorded("shared")
+    assert text == (
+        "gatekeeper: session 'shared' is recorded: everything shown in it is kept with timing.\n"
+    )
+    assert all(0x20 <= ord(ch) < 0x7F for ch in text.rstrip("\n"))
+    assert len(text) <= 100

@@ -7,10 +7,10 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import request as rq
-from gatekeeper.decide import AttachSession, RunProgram, decide
-from gatekeeper.model import Grant, Policy, Program, Session
-from gatekeeper.plan import SAFE_TERM, environment, plan, safe_term
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import AttachSession, RunProgram, decide
+from gatekeeper.login.plan import SAFE_TERM, environment, plan, safe_term
+from gatekeeper.policy.model import Grant, Policy, Program, Session
 
 POLICY = Policy(
     tmux_binary="/opt/tmux/bin/tmux",

@@ -12,7 +12,8 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import model, policy
+from gatekeeper.policy import loader as policy
+from gatekeeper.policy import model
 
 SESSION = '[sessions.s]\nsocket = "/var/tmux/s.sock"\nowner = "alice"\ntarget = "s"\n'
 PROGRAM = '[programs.e]\nargv = ["/usr/bin/vim", "-Z", "--", "/my_project"]\n'

@@ -22,10 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper import model, policy, policycache
-from gatekeeper import request as rq
-from gatekeeper.ctl.check import check
-from gatekeeper.decide import decide
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import decide
+from gatekeeper.policy import cache as policycache
+from gatekeeper.policy import loader as policy
+from gatekeeper.policy import model
+from gatekeeper.policy.check import check
 
 NOBODY = 65534
 

@@ -7,9 +7,9 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import request as rq
-from gatekeeper.decide import Deny, decide
-from gatekeeper.model import Grant, Policy, Program, Session
+from gatekeeper.login import request as rq
+from gatekeeper.login.decide import Deny, decide
+from gatekeeper.policy.model import Grant, Policy, Program, Session
 
 
 class Case(NamedTuple):

@@ -7,7 +7,8 @@ import json
 import gkunit
 import pytest
 
-from gatekeeper.ctl import cli, schema
+from gatekeeper.cli import main as cli
+from gatekeeper.policy import schema
 
 COMMITTED = gkunit.REPO / "etc" / "gatekeeper.schema.json"
 

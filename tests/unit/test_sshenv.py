@@ -13,7 +13,7 @@ from typing import NamedTuple
 import gkunit
 import pytest
 
-from gatekeeper import sshenv
+from gatekeeper.login import sshenv
 
 BLOB = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + bytes(range(36))).decode()
 FPR = "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(BLOB)).digest()).decode().rstrip(

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import pytest
 
-from gatekeeper.textsafe import escape, escape_bytes
+from gatekeeper.login.textsafe import escape, escape_bytes
 
 
 class Case(NamedTuple):

@@ -1,0 +1,1 @@
+"""gatekeeperctl: argument parsing and dispatch to the role packages (never on the login path)."""

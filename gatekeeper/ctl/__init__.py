@@ -1,1 +1,0 @@
-"""gatekeeperctl: the admin and host commands (never on the per-login path)."""

@@ -1,0 +1,1 @@
+"""Deployment: the sshd configuration, ``doctor`` and the demo."""

@@ -1,0 +1,1 @@
+"""Host-side commands: ``share``, ``who``, ``kick`` and the tmux control they share."""

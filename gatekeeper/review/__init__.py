@@ -1,0 +1,1 @@
+"""Audit review for admins: reading the journal back (``gatekeeperctl audit``)."""
