@@ -123,7 +123,13 @@ def guest_accounts(policy: Policy) -> tuple[list[pwd.struct_passwd], list[Check]
         if not item.misshapen_guest
     ]
     found += [
-        Check("warn", "account", name, "account does not exist (its grants are unused)")
+        Check(
+            "warn",
+            "account",
+            name,
+            "account does not exist (its grants are unused)",
+            f"gatekeeperctl guest add {name}",
+        )
         for name in classified.missing
     ]
     names = [n for n in classified.guests if n not in classified.missing] + meant
