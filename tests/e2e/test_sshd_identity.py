@@ -153,6 +153,12 @@ def test_sshd_runs_the_command_for_guests_only(identity, deployment) -> None:
     assert host["forcecommand"] == ["none"]
     assert host["authorizedkeyscommand"] == ["none"]
     assert host["authorizedkeysfile"] != ["none"]
+    # The host's own `ssh host id` runs its own shell, not the gatekeeper (§30).
+    own = site.key("host-own")
+    site.authorize(deployment.accounts.host.name, own)
+    login = identity.sshd.ssh(own, deployment.accounts.host.name, command=("id", "-un"))
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.decode().strip() == deployment.accounts.host.name
 
 
 def test_two_people_on_one_account_get_their_own_modes(identity, deployment, journal, term):
