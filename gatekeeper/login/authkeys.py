@@ -47,7 +47,7 @@ MAGIC = "gatekeeper-keys-1"
 EX_OK = 0
 EX_ERROR = 1
 _MAX_FILE = 16 * 1024 * 1024
-_KEY_TYPES = frozenset(
+KEY_TYPES = frozenset(
     {
         "ssh-ed25519",
         "ssh-rsa",
@@ -94,7 +94,7 @@ def fingerprint(key_type: str, key_b64: str) -> str | None:
     """``SHA256:...`` of a well-formed ``TYPE BASE64`` key (as :mod:`gatekeeper.keys`), or None."""
     import binascii  # noqa: PLC0415 - builtin
 
-    if key_type not in _KEY_TYPES or len(key_b64) > 16 * 1024:
+    if key_type not in KEY_TYPES or len(key_b64) > 16 * 1024:
         return None
     try:
         blob = binascii.a2b_base64(key_b64.encode("ascii"), strict_mode=True)

@@ -409,7 +409,18 @@ def store(policy: model.Policy, cache_dir: str = DEFAULT_DIR) -> bool:
     fingerprint = code_fingerprint()
     if fingerprint is None:
         return False
-    target = cache_file(policy.path, cache_dir)
+    return write_root_file(
+        cache_dir, cache_file(policy.path, cache_dir), encode(policy, fingerprint)
+    )
+
+
+def write_root_file(cache_dir: str, target: str, data: bytes) -> bool:
+    """Write ``data`` to ``target`` in ``cache_dir`` (root 0755), root 0644, atomically.
+
+    The directory is created if missing; an existing one that is not root-owned
+    or is writable by others is left alone (``False``). Written beside the final
+    name and renamed into place: readers see the old or the new file, never half.
+    """
     temporary = f"{target}.{os.getpid()}.tmp"
     try:
         os.makedirs(cache_dir, mode=0o755, exist_ok=True)
@@ -420,7 +431,7 @@ def store(policy: model.Policy, cache_dir: str = DEFAULT_DIR) -> bool:
         fd = os.open(temporary, flags, 0o644)
         try:
             os.fchmod(fd, 0o644)
-            view = memoryview(encode(policy, fingerprint))
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)

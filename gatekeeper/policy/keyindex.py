@@ -12,12 +12,11 @@ grant naming only accounts or groups is for every person who logs in to them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from gatekeeper import __version__
 from gatekeeper.login import authkeys
-from gatekeeper.policy import model
+from gatekeeper.policy import cache, model
 
 
 def _scopes(grant: model.Grant, person: str, source: str) -> list[str]:
@@ -46,25 +45,4 @@ def store(policy: model.Policy, cache_dir: str = authkeys.DEFAULT_DIR) -> bool:
     if os.geteuid() != 0 or not policy.path or not policy.sha256:
         return False
     target = authkeys.index_file(policy.path, cache_dir)
-    temporary = f"{target}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(cache_dir, mode=0o755, exist_ok=True)
-        st = os.lstat(cache_dir)
-        if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(cache_dir):
-            return False
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temporary, flags, 0o644)
-        try:
-            os.fchmod(fd, 0o644)
-            view = memoryview(render(policy).encode("ascii"))
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        return False
-    return True
+    return cache.write_root_file(cache_dir, target, render(policy).encode("ascii"))

@@ -16,19 +16,12 @@ import hashlib
 import re
 from typing import Final
 
+from gatekeeper.login import authkeys
+
 FINGERPRINT: Final = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
-#: Key types OpenSSH 9.x accepts for user authentication by default (no ssh-dss).
-KEY_TYPES: Final = frozenset(
-    {
-        "ssh-ed25519",
-        "ssh-rsa",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-    }
-)
+#: Key types OpenSSH 9.x accepts for user authentication by default (no ssh-dss);
+#: one list for the validator and the authorized-keys command.
+KEY_TYPES: Final = authkeys.KEY_TYPES
 _BASE64: Final = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 #: A comment may be anything printable but must not carry control characters.
 _COMMENT: Final = re.compile(r"^[\x20-\x7e]*$")
