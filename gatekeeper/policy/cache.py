@@ -53,7 +53,8 @@ DEFAULT_DIR: Final = "/var/cache/ssh-gatekeeper"
 #: Bumped whenever the JSON layout below changes.
 FORMAT: Final = 2
 #: The modules whose code decides what a validated policy is; their source is hashed.
-_VALIDATOR_MODULES: Final = ("loader.py", "model.py", "cache.py", "keys.py")
+#: (keys.py takes its key types from login/authkeys.py: hashed too.)
+_VALIDATOR_MODULES: Final = ("loader.py", "model.py", "cache.py", "keys.py", "../login/authkeys.py")
 _MODES: Final = frozenset({model.READ_ONLY, model.READ_WRITE})
 _SINKS: Final = frozenset({"journald", "file"})
 _ON_FAILURE: Final = frozenset({"deny", "allow"})
