@@ -21,7 +21,8 @@ session recorder on vs off; (6) audit review at scale: records generated
 through a private journald namespace's native socket, then ``audit --user X
 --json`` beside ``journalctl GATEKEEPER_USER=X -o json``, ``audit --json``
 beside ``journalctl -o json | jq -c .MESSAGE`` and the peak RSS of ``audit
---sessions``, per journal size (``--scale-sizes``). Variants run alternately,
+--sessions``, per journal size (``--scale-sizes``); (7) the authorized-keys command (sshd, every
+offered key) beside ``python3 -I -c pass``. Variants run alternately,
 round by round, so a load change on the machine hits all of them alike; the table
 shows medians and the ratios of medians. Nothing here is a test: it asserts
 nothing and reports the targets as met or not.
@@ -71,6 +72,7 @@ TARGETS = {
     "audit_user_vs_match": 1.5,
     "audit_full_vs_jq": 2.0,
     "sessions_rss_mb": 200,
+    "authorized_keys_vs_python": 2.5,
 }
 
 
@@ -141,6 +143,9 @@ def build_venv(work: Path, uv: str) -> Path:
     launcher = run([str(python), "-m", "gatekeeper.launcher", str(python)]).stdout
     (venv / "bin" / "gatekeeper").write_text(launcher)
     (venv / "bin" / "gatekeeper").chmod(0o755)
+    keys = run([str(python), "-m", "gatekeeper.launcher", str(python), "authorized-keys"]).stdout
+    (venv / "bin" / "gatekeeper-authorized-keys").write_text(keys)
+    (venv / "bin" / "gatekeeper-authorized-keys").chmod(0o755)
     run(["chmod", "-R", "go-w", str(venv)])
     return venv
 
@@ -463,6 +468,54 @@ def part_start_exec(report: Report, ctx: Context, rounds: int, authprogs: Path |
     report.data["start_exec"] = {
         v.name: {"wall": v.wall, "cpu": v.cpu, "failures": v.failures} for v in variants
     }
+
+
+def part_authorized_keys(report: Report, ctx: Context, rounds: int) -> None:
+    """(7) sshd's AuthorizedKeysCommand, once per offered key, beside ``python3 -I -c pass``."""
+    key = ctx.work / "bench-key"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    other = ctx.work / "bench-other"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)])
+    line = Path(f"{key}.pub").read_text().split()
+    unknown = Path(f"{other}.pub").read_text().split()
+    policy = ctx.work / "policy-keys.toml"
+    policy.write_text(
+        policy_text(ctx.guest.name, ctx.journal.socket, "gkbench-keys", 10)
+        + '[identity]\nsource = "authorized-keys-command"\n'
+        + f'[people.bench]\nkeys = ["{line[0]} {line[1]}"]\n'
+    )
+    policy.chmod(0o644)
+    ctx.cached_paths.append(str(policy))
+    run([str(ctx.ctl), "check", str(policy)])
+    command = str(ctx.venv / "bin" / "gatekeeper-authorized-keys")
+    head = [command, "--policy", str(policy), ctx.guest.name]
+    env = {"PATH": "/usr/bin:/bin"}
+    variants = [
+        Variant("python3 -I -c pass", [SYSTEM_PYTHON, "-I", "-c", "pass"], env),
+        Variant("authorized-keys (listed key)", [*head, line[0], line[1]], env),
+        Variant("authorized-keys (unknown key)", [*head, unknown[0], unknown[1]], env),
+    ]
+    # The listed key must really be answered, or both variants measure a denial.
+    answered = run(variants[1].argv, env=env).stdout
+    if 'environment="GATEKEEPER_PERSON=bench"' not in answered:
+        report.notes.append(f"(7) the listed key was NOT answered: {answered!r}")
+    alternate(variants, rounds, ctx.warmup, None, ctx.tty_fd)
+    by = {v.name: v for v in variants}
+    floor = median_ms(by["python3 -I -c pass"].wall)
+    for variant in variants:
+        failed = failure_text(report, variant)
+        report.row(
+            f"(7) {variant.name}",
+            f"{median_ms(variant.wall):.1f} ms (cpu {median_ms(variant.cpu):.1f} ms){failed}",
+        )
+    for name in ("authorized-keys (listed key)", "authorized-keys (unknown key)"):
+        ratio = median_ms(by[name].wall) / floor
+        report.row(
+            f"(7) {name} / python3 -I -c pass",
+            f"{ratio:.2f}x",
+            verdict(ratio, TARGETS["authorized_keys_vs_python"]),
+        )
+    report.data["authorized_keys"] = {v.name: {"wall": v.wall, "cpu": v.cpu} for v in variants}
 
 
 def part_end_to_end(report: Report, ctx: Context, sshd: Sshd, rounds: int) -> None:
@@ -976,7 +1029,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uv", default="", help="uv binary (bench/run passes the bootstrap's)")
     parser.add_argument("--no-authprogs", action="store_true", help="skip the peer baseline")
     parser.add_argument("--json", type=Path, help="also write every sample here")
-    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run (default: all)")
+    parser.add_argument(
+        "--parts", default="1,2,3,4,5,6,7", help="which parts to run (default: all)"
+    )
     parser.add_argument("--record-mb", type=int, default=100, help="MB through the pane, part 5")
     parser.add_argument(
         "--scale-sizes",
@@ -1053,6 +1108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "5" in parts:
             log(f"part 5: pane output with recording on vs off ({args.record_mb} MB)")
             part_recording(report, ctx, min(args.rounds, 5), args.record_mb)
+        if "7" in parts:
+            log("part 7: the authorized-keys command")
+            part_authorized_keys(report, ctx, args.rounds)
         if "3" in parts:
             log("part 3: policy size")
             part_policy_size(report, ctx, args.rounds, (sizes[0], sizes[1]), args.check_rounds)

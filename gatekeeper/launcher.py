@@ -34,12 +34,31 @@ main()
 """
 
 
-def render(python: str) -> str:
+AUTHORIZED_KEYS_TEMPLATE = """\
+#!{python} -I
+# ssh-gatekeeper-authorized-keys launcher - generated, do not edit.
+# sshd's AuthorizedKeysCommand (%u %t %k %f): runs for every key offered at
+# every guest login, isolated (-I). sshd requires it root-owned and not
+# writable by group or others, in root-owned directories.
+from gatekeeper.login.authkeys import main
+
+main()
+"""
+
+TEMPLATES = {"gatekeeper": TEMPLATE, "authorized-keys": AUTHORIZED_KEYS_TEMPLATE}
+
+
+def render(python: str, entry: str = "gatekeeper") -> str:
     """The launcher text for the absolute interpreter path ``python``."""
     if not python.startswith("/") or any(c.isspace() for c in python):
         raise ValueError("the interpreter must be an absolute path without spaces")
-    return TEMPLATE.format(python=python)
+    return TEMPLATES[entry].format(python=python)
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render(sys.argv[1] if len(sys.argv) > 1 else sys.executable))
+    sys.stdout.write(
+        render(
+            sys.argv[1] if len(sys.argv) > 1 else sys.executable,
+            sys.argv[2] if len(sys.argv) > 2 else "gatekeeper",
+        )
+    )

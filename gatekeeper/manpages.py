@@ -37,6 +37,7 @@ _INLINE_CODE: Final = re.compile(r"``(.+?)``")
 _TABLE_HEADERS: Final = {
     "audit": "[audit]",
     "tmux": "[tmux]",
+    "identity": "[identity]",
     "people": "[people.NAME]",
     "sessions": "[sessions.NAME]",
     "programs": "[programs.NAME]",
@@ -205,7 +206,9 @@ def gatekeeper_page(date: str) -> str:
     out += [".SH ENVIRONMENT"]
     out += _paragraphs(
         "Set by sshd and read once: SSH_ORIGINAL_COMMAND, SSH_CONNECTION, SSH_USER_AUTH "
-        "(with ExposeAuthInfo yes), SSH_TTY, TERM. The identity comes from the process uid, "
+        "(with ExposeAuthInfo yes), SSH_TTY, TERM, and GATEKEEPER_PERSON (from the line "
+        "gatekeeper-authorized-keys printed; used only with [identity] source = "
+        "authorized-keys-command). The identity comes from the process uid, "
         "never from USER or LOGNAME. The exec'd program gets an environment built from "
         "scratch."
     )
@@ -345,10 +348,40 @@ def policy_page(date: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def authorized_keys_page(date: str) -> str:
+    """gatekeeper-authorized-keys(8): sshd's AuthorizedKeysCommand."""
+    out = _header("gatekeeper-authorized-keys", 8, date, "System Administration")
+    out += ["gatekeeper\\-authorized\\-keys \\- the policy's guest keys, for sshd"]
+    out += [
+        ".SH SYNOPSIS",
+        (
+            "\\fBgatekeeper\\-authorized\\-keys\\fR [\\fB\\-\\-policy\\fR \\fIPATH\\fR] "
+            "\\fIUSER\\fR \\fITYPE\\fR \\fIKEY\\fR [\\fIFINGERPRINT\\fR]"
+        ),
+    ]
+    out += [".SH DESCRIPTION"]
+    out += _paragraphs(
+        "sshd's AuthorizedKeysCommand (%u %t %k %f) when the policy says [identity] source = "
+        '"authorized-keys-command"; gatekeeperctl sshd-config writes the lines. For a key '
+        "the policy lists for a person with a grant for USER that is valid now or later it "
+        'prints restrict,pty,environment="GATEKEEPER_PERSON=NAME",expiry-time="..." TYPE KEY; '
+        "otherwise nothing. It reads the key index gatekeeperctl check writes and re-hashes "
+        "the policy: after an edit without check, every key is refused.",
+    )
+    out += [".SH EXIT STATUS"]
+    out += _tagged("0", "answered (a line, or nothing: sshd refuses the key)")
+    out += _tagged("1", "bad arguments or an error; nothing printed, sshd refuses the key")
+    out += [".SH FILES", ".TP", "\\fI/var/cache/ssh\\-gatekeeper/keys\\-*.txt\\fR"]
+    out += ["The key index, root 0644, written by gatekeeperctl check."]
+    out += [".SH SEE ALSO", "gatekeeper(8), gatekeeperctl(8), gatekeeper.toml(5), sshd_config(5)"]
+    return "\n".join(out) + "\n"
+
+
 def pages(date: str) -> dict[str, str]:
     """Every page, by its path relative to a man directory (``man8/gatekeeper.8``)."""
     return {
         "man8/gatekeeper.8": gatekeeper_page(date),
+        "man8/gatekeeper-authorized-keys.8": authorized_keys_page(date),
         "man8/gatekeeperctl.8": gatekeeperctl_page(date),
         "man5/gatekeeper.toml.5": policy_page(date),
     }

@@ -23,6 +23,7 @@ COMMANDS: Final = (
     "gatekeeper.policy.schema",
     "gatekeeper.deploy.sshdconfig",
     "gatekeeper.deploy.doctor",
+    "gatekeeper.deploy.guest",
     "gatekeeper.host.share",
     "gatekeeper.host.who",
     "gatekeeper.host.kick",

@@ -202,7 +202,6 @@ def _sshd(state: State, root: Path, policy: Path, gatekeeper: str) -> None:
     host_key = harness_sshd.keygen(root / "ssh_host_ed25519_key")
     text = sshdconfig.render(
         [f"gkdemo-guest-{state.tag}"],
-        [],
         sshdconfig.force_command(gatekeeper, str(policy)),
         str(policy),
     )

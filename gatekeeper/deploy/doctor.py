@@ -20,7 +20,6 @@ One line per check, each failure and warning with a fix; exit 1 on any failure.
 from __future__ import annotations
 
 import argparse
-import grp
 import os
 import pwd
 import socket
@@ -30,19 +29,20 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
 from gatekeeper.cli.common import add_policy_option, print_json
+from gatekeeper.deploy import guestset
 from gatekeeper.deploy.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
 from gatekeeper.host.system import in_group, tmux_version
 from gatekeeper.login import fsafety
 from gatekeeper.login.textsafe import escape
-from gatekeeper.policy.loader import PolicyError, load
-from gatekeeper.policy.model import DEFAULT_PATH, READ_ONLY, Policy
+from gatekeeper.policy.loader import PolicyError, load, parse
+from gatekeeper.policy.model import AUTHORIZED_KEYS_COMMAND, DEFAULT_PATH, READ_ONLY, Policy
 
 Status = Literal["ok", "warn", "fail"]
 
 DEFAULT_SSHD: Final = "/usr/sbin/sshd"
 PAM_SSHD: Final = "/etc/pam.d/sshd"
 #: ``sh -c`` implementations that read no file the user controls.
-QUIET_SHELLS: Final = frozenset({"dash"})
+QUIET_SHELLS: Final = guestset.QUIET_SHELLS
 #: Files and directories in a guest's home that sshd, PAM, a shell or a program reads.
 _SUBDIRS: Final = (".ssh", ".config", ".local")
 
@@ -96,32 +96,43 @@ class Options:
 
 
 def guest_accounts(policy: Policy) -> tuple[list[pwd.struct_passwd], list[Check]]:
-    """Every existing account a grant names, directly or through a group."""
-    names: list[str] = []
-    found: list[Check] = []
-    everyone = pwd.getpwall()
-    for grant in policy.grants:
-        for user in sorted(grant.users):
-            if user not in names:
-                names.append(user)
-        for group in sorted(grant.groups):
-            try:
-                entry = grp.getgrnam(group)
-            except KeyError:
-                found.append(
-                    Check("warn", "account", group, "group does not exist", f"groupadd {group}")
-                )
-                continue
-            members = set(entry.gr_mem) | {p.pw_name for p in everyone if p.pw_gid == entry.gr_gid}
-            names += [m for m in sorted(members) if m not in names]
-    accounts: list[pwd.struct_passwd] = []
-    for name in names:
-        try:
-            accounts.append(pwd.getpwnam(name))
-        except KeyError:
-            found.append(
-                Check("warn", "account", name, "account does not exist (its grants are unused)")
-            )
+    """Every existing guest account a grant reaches, directly or through a group.
+
+    A session owner or any other non-guest a grant reaches is a failure with
+    no fix to that account: doctor never proposes turning the host into a
+    guest (SECURITY.md §30, :mod:`gatekeeper.deploy.guestset`).
+    """
+    classified = guestset.classify(policy)
+    found = [
+        Check("warn", "account", group, "group does not exist", f"groupadd {group}")
+        for group in classified.missing_groups
+    ]
+    # Named in users (neither root nor an owner): the shell/home checks below say
+    # how to make it a guest. Everything else refused gets no account fix at all.
+    meant = [item.name for item in classified.refused if item.misshapen_guest]
+    found += [
+        Check(
+            "fail",
+            "account",
+            item.name,
+            escape(guestset.refusal_text(item)),
+            f"edit the policy ({escape(item.where)}), then gatekeeperctl sshd-config",
+        )
+        for item in classified.refused
+        if not item.misshapen_guest
+    ]
+    found += [
+        Check(
+            "warn",
+            "account",
+            name,
+            "account does not exist (its grants are unused)",
+            f"gatekeeperctl guest add {name}",
+        )
+        for name in classified.missing
+    ]
+    names = [n for n in classified.guests if n not in classified.missing] + meant
+    accounts = [pwd.getpwnam(n) for n in names]
     return accounts, found
 
 
@@ -170,8 +181,8 @@ def _force_command(options: Options, user: str, value: str) -> Check:
     return Check("ok", "sshd.forcecommand", user, f"ForceCommand {value}")
 
 
-def sshd_checks(options: Options, user: str) -> list[Check]:
-    """The effective sshd settings for one guest."""
+def sshd_checks(options: Options, user: str, *, keys_command: bool = False) -> list[Check]:
+    """The effective sshd settings for one guest (``keys_command``: [identity] source)."""
     values = effective_sshd(options, user)
     if isinstance(values, str):
         return [
@@ -185,7 +196,11 @@ def sshd_checks(options: Options, user: str) -> list[Check]:
         ]
     found = [_force_command(options, user, (values.get("forcecommand") or ["none"])[0])]
     fix = "use the Match block from `gatekeeperctl sshd-config`, before any other Match"
-    for keyword, want, why, severity in SSHD_EXPECTED:
+    for keyword, want_default, why_default, severity in SSHD_EXPECTED:
+        want, why = want_default, why_default
+        if keyword == "permituserenvironment" and keys_command:
+            want = "gatekeeper_person"
+            why = "only GATEKEEPER_PERSON, from the policy's key line, may pass (§29)"
         got = " ".join(values.get(keyword, ["(unset)"]))
         if got.lower() == want:
             found.append(Check("ok", f"sshd.{keyword}", user, f"{keyword} {got}"))
@@ -207,8 +222,159 @@ def sshd_checks(options: Options, user: str) -> list[Check]:
         )
     else:
         found.append(Check("ok", "sshd.acceptenv", user, "no client environment accepted"))
-    found += authorized_keys_checks(user, values.get("authorizedkeysfile", []))
+    if keys_command:
+        found += keys_command_sshd_checks(user, values)
+    else:
+        found += authorized_keys_checks(user, values.get("authorizedkeysfile", []))
     found.append(pam_check(options, user, (values.get("usepam") or ["no"])[0] == "yes"))
+    return found
+
+
+def keys_command_sshd_checks(user: str, values: dict[str, list[str]]) -> list[Check]:
+    """``[identity] source = "authorized-keys-command"``: sshd asks the policy, nothing else."""
+    fix = "use the Match block from `gatekeeperctl sshd-config` (it adds the three lines)"
+    found: list[Check] = []
+    files = values.get("authorizedkeysfile", [])
+    if files != ["none"]:
+        found.append(
+            Check(
+                "fail",
+                "sshd.authorizedkeysfile",
+                user,
+                f"AuthorizedKeysFile is {escape(' '.join(files))}: keys outside the policy "
+                "log in without a person",
+                fix,
+            )
+        )
+    else:
+        found.append(Check("ok", "sshd.authorizedkeysfile", user, "AuthorizedKeysFile none"))
+    command = (values.get("authorizedkeyscommand") or ["none"])[0]
+    words = command.split(" ")
+    if words[0] == "none" or words[-4:] != ["%u", "%t", "%k", "%f"]:
+        found.append(
+            Check(
+                "fail",
+                "sshd.authorizedkeyscommand",
+                user,
+                f"AuthorizedKeysCommand is {escape(command)}: the policy's keys are not asked",
+                fix,
+            )
+        )
+        return found
+    launcher = launcher_check(words[0])
+    found.append(
+        Check(
+            launcher.status,
+            "sshd.authorizedkeyscommand",
+            user,
+            f"{escape(command)}: {launcher.message}",
+            launcher.fix,
+        )
+    )
+    runner = (values.get("authorizedkeyscommanduser") or ["none"])[0]
+    try:
+        pwd.getpwnam(runner)
+        found.append(Check("ok", "sshd.authorizedkeyscommanduser", user, runner))
+    except KeyError:
+        found.append(
+            Check(
+                "fail",
+                "sshd.authorizedkeyscommanduser",
+                user,
+                f"{escape(runner)} is no account: sshd cannot run the command",
+                "AuthorizedKeysCommandUser nobody",
+            )
+        )
+    return found
+
+
+def _random_key() -> tuple[str, str]:
+    """A well-formed ssh-ed25519 public key nobody holds (for the unknown-key probe)."""
+    import base64  # noqa: PLC0415
+
+    name = b"ssh-ed25519"
+    blob = len(name).to_bytes(4, "big") + name + (32).to_bytes(4, "big") + os.urandom(32)
+    return "ssh-ed25519", base64.b64encode(blob).decode("ascii")
+
+
+def _known_key(path: str) -> tuple[str, str, str] | None:
+    """(person, type, base64) of the first full key line in the policy, or None."""
+    try:
+        data, _ = parse(fsafety.read_trusted(path), path)
+    except (PolicyError, OSError):
+        return None
+    for name, person in data.people.items():
+        for entry in person.keys:
+            if not entry.startswith("SHA256:"):
+                key_type, key_b64 = entry.split(" ")[:2]
+                return name, key_type, key_b64
+    return None
+
+
+def keys_command_run_checks(options: Options, guest: str) -> list[Check]:
+    """Run the AuthorizedKeysCommand as sshd would: a listed key answered, a random one not."""
+    values = effective_sshd(options, guest)
+    if isinstance(values, str):
+        return []
+    command = (values.get("authorizedkeyscommand") or ["none"])[0].split(" ")
+    runner = (values.get("authorizedkeyscommanduser") or ["nobody"])[0]
+    if command[0] == "none" or command[-4:] != ["%u", "%t", "%k", "%f"]:
+        return []
+    try:
+        entry = pwd.getpwnam(runner)
+    except KeyError:
+        return []
+    from gatekeeper.login import authkeys  # noqa: PLC0415
+
+    def ask(key_type: str, key_b64: str) -> subprocess.CompletedProcess[str]:
+        fpr = authkeys.fingerprint(key_type, key_b64) or ""
+        argv = [*command[:-4], guest, key_type, key_b64, fpr]
+        return subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=30, env={},
+            user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], cwd="/",
+        )  # fmt: skip
+
+    found: list[Check] = []
+    unknown = ask(*_random_key())
+    if unknown.returncode == 0 and not unknown.stdout:
+        found.append(Check("ok", "keys_command.unknown", guest, "an unknown key is refused"))
+    else:
+        found.append(
+            Check(
+                "fail",
+                "keys_command.unknown",
+                guest,
+                f"an unknown key got exit {unknown.returncode} and "
+                f"{escape(unknown.stdout[:200])!r}",
+            )
+        )
+    known = _known_key(options.policy)
+    if known is None:
+        found.append(
+            Check(
+                "warn",
+                "keys_command.known",
+                guest,
+                "the policy lists fingerprints only: no key to test the command with",
+                "list full public key lines in people.NAME.keys",
+            )
+        )
+        return found
+    person, key_type, key_b64 = known
+    answer = ask(key_type, key_b64)
+    if f'environment="GATEKEEPER_PERSON={person}"' in answer.stdout:
+        found.append(Check("ok", "keys_command.known", guest, f"{person}'s key is answered"))
+    else:
+        found.append(
+            Check(
+                "warn" if answer.returncode == 0 else "fail",
+                "keys_command.known",
+                guest,
+                f"{person}'s key got no line (exit {answer.returncode}): the key index is "
+                f"missing or stale, or {person} has no grant for {guest}",
+                f"gatekeeperctl check {options.policy}",
+            )
+        )
     return found
 
 
@@ -592,10 +758,13 @@ def diagnose(options: Options) -> list[Check]:
     found += problems
     if not accounts:
         found.append(Check("warn", "account", "-", "no guest account exists yet"))
+    vouched = policy.identity_source == AUTHORIZED_KEYS_COMMAND
     for entry in accounts:
-        found += sshd_checks(options, entry.pw_name)
+        found += sshd_checks(options, entry.pw_name, keys_command=vouched)
         found.append(shell_check(entry))
         found.append(home_check(entry))
+    if vouched and accounts:
+        found += keys_command_run_checks(options, accounts[0].pw_name)
     found += session_checks(policy, accounts)
     found.append(tmux_check(policy))
     found.append(journald_check(policy))

@@ -43,6 +43,13 @@ FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("user", "the account, from the kernel uid and the user database"),
     ("uid", "the numeric uid"),
     ("person", "the person whose key authenticated (policy `[people]`), or null"),
+    (
+        "person_source",
+        (
+            "where `person` came from: `authorized-keys-command` (sshd's word, "
+            "GATEKEEPER_PERSON), `ssh-user-auth` (the guest-writable file), or null"
+        ),
+    ),
     ("key_fingerprint", "SHA256 fingerprint of the authenticating key, from SSH_USER_AUTH"),
     ("client_addr", "client address, from SSH_CONNECTION"),
     ("client_port", "client port"),
@@ -84,6 +91,10 @@ REASONS: Final[tuple[tuple[str, str], ...]] = (
     ("inform_help", "allowed: `help` was answered"),
     ("unknown_command", "denied: not a gatekeeper request (scp, sftp, a shell command, ...)"),
     ("malformed_request", "denied: a request word with bad arguments or characters"),
+    (
+        "identity_mismatch",
+        "denied: GATEKEEPER_PERSON is missing, no person, or not the SSH_USER_AUTH key's",
+    ),
     ("no_matching_grant", "denied: no grant matches the identity, address, time and target"),
     ("no_default", "denied: a login without a command, and no default grant"),
     ("needs_tty", "denied: `attach`/`run` without a terminal (`ssh -t`)"),

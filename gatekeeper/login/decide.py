@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Final, Literal, assert_never
 
 from gatekeeper.exitcodes import EX_DENIED, EX_SOFTWARE, EX_USAGE
 from gatekeeper.login import request as rq
-from gatekeeper.policy.model import READ_ONLY, READ_WRITE, Connection, Grant, Mode, Policy
+from gatekeeper.policy.model import (
+    AUTHORIZED_KEYS_COMMAND,
+    READ_ONLY,
+    READ_WRITE,
+    SSH_USER_AUTH,
+    Connection,
+    Grant,
+    Mode,
+    Policy,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -23,6 +32,7 @@ if TYPE_CHECKING:
 DenyReason = Literal[
     "unknown_command",
     "malformed_request",
+    "identity_mismatch",
     "no_matching_grant",
     "no_default",
     "needs_tty",
@@ -37,6 +47,11 @@ class Identity:
     user: str
     person: str | None
     key_fingerprint: str | None
+    #: Where ``person`` came from: ``authorized-keys-command`` (sshd's word),
+    #: ``ssh-user-auth`` (the guest-writable file), or None (no person).
+    source: str | None = None
+    #: Set when the sshd-vouched person and the SSH_USER_AUTH key disagree: deny.
+    mismatch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +109,32 @@ NEEDS_TTY_TYPES: Final = (AttachSession, RunProgram)
 
 
 def identify(connection: Connection, policy: Policy) -> Identity:
-    """Find the person behind the first presented key that the policy knows."""
+    """The person behind the login, and where that knowledge came from.
+
+    With ``[identity] source = "authorized-keys-command"`` the person is
+    ``GATEKEEPER_PERSON``, which sshd set from the key line the command printed
+    (SECURITY.md §29); it must be a person of the policy, and when
+    ``SSH_USER_AUTH`` names a key it must be one of that person's keys -
+    otherwise the identity carries a ``mismatch`` and the request is denied.
+    Without it, the person behind the first presented key the policy knows.
+    """
+    first = connection.key_fingerprints[0] if connection.key_fingerprints else None
+    if policy.identity_source == AUTHORIZED_KEYS_COMMAND:
+        person = connection.sshd_person
+        if person is None:
+            return Identity(connection.user, None, first, None, "sshd set no GATEKEEPER_PERSON")
+        keys = policy.people.get(person)
+        if keys is None:
+            return Identity(connection.user, None, first, None, "GATEKEEPER_PERSON is no person")
+        if connection.key_fingerprints and first not in keys:
+            return Identity(
+                connection.user, None, first, None, f"key {first} is not one of {person}'s keys"
+            )
+        return Identity(connection.user, person, first, AUTHORIZED_KEYS_COMMAND)
     for fingerprint in connection.key_fingerprints:
         for person, keys in policy.people.items():
             if fingerprint in keys:
-                return Identity(connection.user, person, fingerprint)
-    first = connection.key_fingerprints[0] if connection.key_fingerprints else None
+                return Identity(connection.user, person, fingerprint, SSH_USER_AUTH)
     return Identity(connection.user, None, first)
 
 
@@ -138,6 +173,14 @@ def in_window(grant: Grant, now: datetime) -> bool:
 
 
 def _identity_matches(grant: Grant, connection: Connection, identity: Identity) -> bool:
+    if identity.source == AUTHORIZED_KEYS_COMMAND and grant.people:
+        # sshd vouches for the person: a grant naming people is theirs alone, and
+        # naming accounts too means that person on those accounts.
+        if identity.person not in grant.people:
+            return False
+        if grant.users or grant.groups:
+            return connection.user in grant.users or not grant.groups.isdisjoint(connection.groups)
+        return True
     return (
         connection.user in grant.users
         or not grant.groups.isdisjoint(connection.groups)
@@ -200,10 +243,13 @@ def _allow_grant(identity: Identity, grant: Grant) -> AttachSession | RunProgram
 
 def _decide(connection: Connection, request: rq.Request, policy: Policy, now: datetime) -> Decision:
     identity = identify(connection, policy)
-    grants = matching_grants(connection, identity, policy, now)
 
     def deny(reason: DenyReason, detail: str, code: int = EX_DENIED) -> Deny:
         return Deny(identity, reason, detail, code)
+
+    if identity.mismatch is not None:
+        return deny("identity_mismatch", identity.mismatch)
+    grants = matching_grants(connection, identity, policy, now)
 
     match request:
         case rq.Malformed(reason=why):

@@ -96,14 +96,18 @@ def list_data(entitlements: tuple[Entitlement, ...], policy: Policy) -> dict[str
     for item in entitlements:
         if item.kind == "session":
             session = policy.sessions[item.name]
-            state = probe(session.socket)
-            count = viewers(policy.tmux_binary, session.socket) if state == "running" else None
+            running = probe(session.socket) == "running"
+            # The attach's own pre-flight (preflight._session): a server that no
+            # longer lets this uid in (after `kick`) is not running *for this guest*.
+            if running and access_allowed(policy.tmux_binary, session.socket) is False:
+                running = False
+            count = viewers(policy.tmux_binary, session.socket) if running else None
             sessions.append(
                 {
                     "name": item.name,
                     "mode": item.mode,
                     "default": item.default,
-                    "running": state == "running",
+                    "running": running,
                     "viewers": count,
                 }
             )

@@ -171,8 +171,10 @@ def build(stages: Stages, *, pid: int) -> dict[str, Any]:
     decision = stages.decision
     keys = connection.key_fingerprints
     person, key = None, keys[0] if keys else None
+    source = None
     if decision is not None:
         person, key = decision.identity.person, decision.identity.key_fingerprint
+        source = decision.identity.source
     request = describe(stages.request) if stages.request is not None else None
     return {
         "event": "connect",
@@ -180,6 +182,7 @@ def build(stages: Stages, *, pid: int) -> dict[str, Any]:
         "user": connection.user,
         "uid": connection.uid,
         "person": person,
+        "person_source": source,
         "key_fingerprint": key,
         "client_addr": connection.client_addr,
         "client_port": connection.client_port,

@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 MAX_AUTH_INFO_BYTES: Final = 64 * 1024
+#: Characters of a policy name (model.NAME_PATTERN), checked without importing re.
+_NAME_CHARS: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_NAME_MAX: Final = 64
+
+
+def person_from_sshd(value: bytes | None) -> str | None:
+    """``GATEKEEPER_PERSON`` if it is a well-formed person name, else None.
+
+    sshd sets it from the ``environment=`` option the authorized-keys command
+    printed; the client cannot (``AcceptEnv`` names nothing it sends, and
+    ``PermitUserEnvironment`` lets only this one name through, SECURITY.md §29).
+    """
+    if not value or len(value) > _NAME_MAX or not _NAME_CHARS.issuperset(value):
+        return None
+    return value.decode("ascii")
 
 
 def fingerprint(blob_b64: str) -> str | None:
@@ -108,6 +123,7 @@ def read(environ: Mapping[bytes, bytes], *, stdin_is_tty: bool) -> Connection:
         home=home,
         groups=group_names(user, gid, os.getgroups()),
         key_fingerprints=keys,
+        sshd_person=person_from_sshd(environ.get(b"GATEKEEPER_PERSON")),
         client_addr=client_addr,
         client_port=client_port,
         server_addr=server_addr,

@@ -53,10 +53,19 @@ DEFAULT_DIR: Final = "/var/cache/ssh-gatekeeper"
 #: Bumped whenever the JSON layout below changes.
 FORMAT: Final = 3
 #: The modules whose code decides what a validated policy is; their source is hashed.
-_VALIDATOR_MODULES: Final = ("loader.py", "model.py", "cache.py", "programs.py")
+#: (keys.py takes its key types from login/authkeys.py: hashed too.)
+_VALIDATOR_MODULES: Final = (
+    "loader.py",
+    "model.py",
+    "cache.py",
+    "programs.py",
+    "keys.py",
+    "../login/authkeys.py",
+)
 _MODES: Final = frozenset({model.READ_ONLY, model.READ_WRITE})
 _SINKS: Final = frozenset({"journald", "file"})
 _ON_FAILURE: Final = frozenset({"deny", "allow"})
+_SOURCES: Final = frozenset({model.SSH_USER_AUTH, model.AUTHORIZED_KEYS_COMMAND})
 #: A grant is cached as the JSON text of a positional array: a login parses only
 #: the grants that name it, so a 10,000-grant policy costs little more than 10.
 _GRANT_FIELDS: Final = 10
@@ -148,6 +157,7 @@ def encode(policy: model.Policy, fingerprint: str) -> bytes:
                 "on_failure": audit.on_failure,
             },
             "tmux_binary": policy.tmux_binary,
+            "identity_source": policy.identity_source,
             "people": {name: sorted(keys) for name, keys in policy.people.items()},
             "sessions": {
                 name: [
@@ -360,6 +370,8 @@ def decode(
         presented = frozenset(relevant_to.key_fingerprints)
         names = {relevant_to.user, *relevant_to.groups}
         names.update(name for name, keys in people.items() if not keys.isdisjoint(presented))
+        if relevant_to.sshd_person is not None:
+            names.add(relevant_to.sshd_person)
         needles = tuple(_dumps(name) for name in sorted(names))
         grants = tuple(
             _grant(i, json.loads(g)) for i, g in enumerate(raw_grants) if _could_match(g, needles)
@@ -373,6 +385,7 @@ def decode(
             on_failure=_choice(audit["on_failure"], _ON_FAILURE),
         ),
         tmux_binary=_str(body["tmux_binary"]),
+        identity_source=_choice(body["identity_source"], _SOURCES),
         people=people,
         sessions=sessions,
         programs=programs,
@@ -446,7 +459,18 @@ def store(policy: model.Policy, cache_dir: str = DEFAULT_DIR) -> bool:
     fingerprint = code_fingerprint()
     if fingerprint is None:
         return False
-    target = cache_file(policy.path, cache_dir)
+    return write_root_file(
+        cache_dir, cache_file(policy.path, cache_dir), encode(policy, fingerprint)
+    )
+
+
+def write_root_file(cache_dir: str, target: str, data: bytes) -> bool:
+    """Write ``data`` to ``target`` in ``cache_dir`` (root 0755), root 0644, atomically.
+
+    The directory is created if missing; an existing one that is not root-owned
+    or is writable by others is left alone (``False``). Written beside the final
+    name and renamed into place: readers see the old or the new file, never half.
+    """
     temporary = f"{target}.{os.getpid()}.tmp"
     try:
         os.makedirs(cache_dir, mode=0o755, exist_ok=True)
@@ -457,7 +481,7 @@ def store(policy: model.Policy, cache_dir: str = DEFAULT_DIR) -> bool:
         fd = os.open(temporary, flags, 0o644)
         try:
             os.fchmod(fd, 0o644)
-            view = memoryview(encode(policy, fingerprint))
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)

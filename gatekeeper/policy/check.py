@@ -23,10 +23,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.cli.common import add_policy_option, policy_path, print_json
+from gatekeeper.deploy import guestset
 from gatekeeper.policy import cache as policycache
+from gatekeeper.policy import keyindex
 from gatekeeper.policy import programs as programrules
 from gatekeeper.policy.loader import PolicyError, Problem, load, parse
-from gatekeeper.policy.model import DEFAULT_PATH, READ_WRITE, Grant, Policy
+from gatekeeper.policy.model import (
+    AUTHORIZED_KEYS_COMMAND,
+    DEFAULT_PATH,
+    READ_WRITE,
+    Grant,
+    Policy,
+)
 
 
 @dataclass
@@ -179,15 +187,28 @@ def _grant_warnings(policy: Policy, now: datetime) -> list[Problem]:
         if grant.session is not None:
             for person in grant.people:
                 people_modes.setdefault(grant.session, {}).setdefault(grant.mode, set()).add(person)
+    vouched = policy.identity_source == AUTHORIZED_KEYS_COMMAND
     for session, modes in sorted(people_modes.items()):
-        if len(modes) > 1:
+        if len(modes) > 1 and vouched:
             names = sorted(set().union(*modes.values()))
             found.append(
                 Problem(
                     f"sessions.{session}",
-                    f"people {', '.join(names)} get different modes: a person is only "
-                    "attribution on a shared account (SSH_USER_AUTH is guest-writable); "
-                    "give each guest their own account to separate privileges",
+                    f"people {', '.join(names)} get different modes: sshd names the person "
+                    "and the gatekeeper gives each their own mode, but tmux's server-access "
+                    "is per account, so a shared account holds the most permissive one: any "
+                    "code run as that account (an allowed program, SECURITY.md §27) has it",
+                )
+            )
+        elif len(modes) > 1:
+            names = sorted(set().union(*modes.values()))
+            found.append(
+                Problem(
+                    f"sessions.{session}",
+                    f"people {', '.join(names)} get different modes, but the person comes "
+                    "from SSH_USER_AUTH, which a shared guest account can rewrite: set "
+                    '[identity] source = "authorized-keys-command" (sshd names the person) '
+                    "or give each guest their own account",
                 )
             )
     defaults = [g for g in policy.grants if g.default]
@@ -219,9 +240,7 @@ def _session_warnings(policy: Policy) -> list[Problem]:
         try:
             st = os.stat(directory)
         except FileNotFoundError:
-            found.append(
-                Problem(f"{where}.socket", f"{directory} does not exist yet (share creates it)")
-            )
+            found.append(Problem(f"{where}.socket", _missing_dir(directory, owner)))
             continue
         except OSError as error:
             found.append(Problem(f"{where}.socket", f"{directory}: {error.strerror}"))
@@ -240,6 +259,30 @@ def _session_warnings(policy: Policy) -> list[Problem]:
                 )
             )
     return found
+
+
+def _missing_dir(directory: str, owner: pwd.struct_passwd) -> str:
+    """What to do about a socket directory that does not exist: who can really create it."""
+    parent = os.path.dirname(directory)
+    try:
+        st = os.stat(parent)
+    except OSError:
+        st = None
+    if st is not None and st.st_uid == owner.pw_uid and st.st_mode & stat.S_IWUSR:
+        return (
+            f"{directory} does not exist yet (`gatekeeperctl share` as {owner.pw_name} creates it)"
+        )
+    return (
+        f"{directory} does not exist yet and {owner.pw_name} cannot create it in {parent}: "
+        f"as root, `install -d -o {owner.pw_name} -m 2750 {directory}` (add -g GROUP for the "
+        "socket's group) and a tmpfiles.d line to keep it across reboots (docs/hosting.md)"
+    )
+
+
+def _guest_errors(policy: Policy) -> list[Problem]:
+    """A grant that reaches a session owner or any non-guest account is an error (§30)."""
+    found = guestset.classify(policy)
+    return [Problem(item.where, guestset.refusal_text(item)) for item in found.refused]
 
 
 def check(path: str, now: datetime | None = None, cache_dir: str | None = None) -> Report:
@@ -266,10 +309,12 @@ def check(path: str, now: datetime | None = None, cache_dir: str | None = None) 
             report.errors.extend(error.problems)
         return report
     report.errors += containment_errors(policy)
+    report.errors += _guest_errors(policy)
     if report.errors:
         return report
     if cache_dir is not None:
         policycache.store(policy, cache_dir)
+        keyindex.store(policy, cache_dir)  # what gatekeeper-authorized-keys reads
     moment = now or datetime.now(UTC)
     report.warnings += _program_warnings(policy)
     report.warnings += _grant_warnings(policy, moment)

@@ -23,15 +23,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gatekeeper.login import fsafety
-from gatekeeper.policy import model
+from gatekeeper.policy import keys, model
 from gatekeeper.policy.model import DEFAULT_PATH, NAME_PATTERN
 
 _NAME = re.compile(NAME_PATTERN)
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
-_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 #: pydantic's last ``loc`` element when a dict key (not its value) is invalid.
@@ -81,11 +88,27 @@ class TmuxModel(_Strict):
     _paths = field_validator("binary")(_absolute_path)
 
 
+def _key_entry(value: str) -> str:
+    keys.parse_entry(value)  # raises ValueError with what is wrong
+    return value
+
+
 class PersonModel(_Strict):
     """A person, known by the keys they log in with."""
 
-    keys: list[Annotated[str, Field(pattern=_FINGERPRINT.pattern)]] = Field(min_length=1)
-    """OpenSSH SHA256 fingerprints (``ssh-keygen -lf``), e.g. ``SHA256:...`` (43 characters)."""
+    keys: list[Annotated[str, AfterValidator(_key_entry)]] = Field(min_length=1)
+    """Public key lines (``ssh-ed25519 AAAA... comment``) or SHA256 fingerprints
+    (``ssh-keygen -lf``, ``SHA256:`` and 43 characters)."""
+
+
+class IdentityModel(_Strict):
+    """Where the gatekeeper learns which person is behind a login."""
+
+    source: Literal["ssh-user-auth", "authorized-keys-command"] = "ssh-user-auth"
+    """``ssh-user-auth``: from the key in sshd's ``SSH_USER_AUTH`` file (the guest account
+    can rewrite it: attribution only). ``authorized-keys-command``: sshd authenticates
+    keys with ``gatekeeper-authorized-keys`` and sets ``GATEKEEPER_PERSON``; the person
+    is then sshd's word, and a grant naming accounts and people needs both to match."""
 
 
 class SessionModel(_Strict):
@@ -244,8 +267,10 @@ class PolicyModel(_Strict):
     """Audit sink settings."""
     tmux: TmuxModel = TmuxModel()
     """tmux settings."""
+    identity: IdentityModel = IdentityModel()
+    """How the person behind a login is known."""
     people: dict[Name, PersonModel] = {}
-    """People, by name, with their key fingerprints."""
+    """People, by name, with their keys."""
     sessions: dict[Name, SessionModel] = {}
     """Shared sessions, by the name guests use."""
     programs: dict[Name, ProgramModel] = {}
@@ -343,10 +368,14 @@ def _references(data: PolicyModel) -> list[Problem]:
         )
     owners: dict[str, str] = {}
     for name, person in data.people.items():
-        for key in person.keys:
+        for position, entry in enumerate(person.keys):
+            key = keys.parse_entry(entry)  # validated already: a full line becomes its fingerprint
             if key in owners and owners[key] != name:
                 problems.append(
-                    Problem(f"people.{name}.keys", f"key {key} also belongs to {owners[key]!r}")
+                    Problem(
+                        f"people.{name}.keys[{position}]",
+                        f"key {key} also belongs to {owners[key]!r}",
+                    )
                 )
             owners[key] = name
     return problems
@@ -373,7 +402,11 @@ def _compile(data: PolicyModel, sha256: str, path: str) -> model.Policy:
     return model.Policy(
         audit=_compile_audit(data.audit),
         tmux_binary=data.tmux.binary,
-        people={name: frozenset(p.keys) for name, p in data.people.items()},
+        identity_source=data.identity.source,
+        people={
+            name: frozenset(keys.parse_entry(entry) for entry in p.keys)
+            for name, p in data.people.items()
+        },
         sessions={
             name: model.Session(
                 name,

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 Mode = Literal["read-only", "read-write"]
+IdentitySource = Literal["ssh-user-auth", "authorized-keys-command"]
+SSH_USER_AUTH: IdentitySource = "ssh-user-auth"
+AUTHORIZED_KEYS_COMMAND: IdentitySource = "authorized-keys-command"
 READ_ONLY: Mode = "read-only"
 READ_WRITE: Mode = "read-write"
 
@@ -116,6 +119,8 @@ class Policy:
 
     audit: AuditConfig = field(default_factory=AuditConfig)
     tmux_binary: str = "/usr/bin/tmux"
+    #: Where the person comes from (``[identity] source``); people map to key fingerprints.
+    identity_source: IdentitySource = "ssh-user-auth"
     people: Mapping[str, frozenset[str]] = field(default_factory=dict)
     sessions: Mapping[str, Session] = field(default_factory=dict)
     programs: Mapping[str, Program] = field(default_factory=dict)
@@ -140,6 +145,9 @@ class Connection:
     home: str = "/"
     groups: frozenset[str] = frozenset()
     key_fingerprints: tuple[str, ...] = ()
+    #: ``GATEKEEPER_PERSON`` as sshd set it from the authorized-keys command's
+    #: ``environment=`` option (used only when the policy says so).
+    sshd_person: str | None = None
     client_addr: str | None = None
     client_port: int | None = None
     server_addr: str | None = None

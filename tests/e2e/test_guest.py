@@ -275,3 +275,27 @@ def test_a_broken_policy_or_audit_sink_fails_closed(deployment, journal) -> None
     # A policy others can write is not believed at all: 78.
     gktest.write_root_file(policy, header.format(socket=journal.socket) + body, mode=0o666)
     attempt(78)
+
+
+def test_list_says_not_running_once_the_host_revoked_access(deployment) -> None:
+    """After `kick` (server-access -d) `list` must agree with `attach` (exit 69)."""
+    host, guest = deployment.host, deployment.accounts.guest
+
+    def shared_running() -> bool:
+        listed = deployment.ssh("guest", command=("list", "--json"))
+        assert listed.returncode == 0, listed.stderr
+        running: bool = {s["name"]: s for s in json.loads(listed.stdout)["sessions"]}["shared"][
+            "running"
+        ]
+        return running
+
+    assert shared_running() is True
+    host.tmux.cmd("server-access", "-d", guest.name)
+    try:
+        assert shared_running() is False
+        attach = deployment.ssh("guest", "-tt", command=("attach", "shared"))
+        assert attach.returncode == 69
+    finally:
+        host.tmux.cmd("server-access", "-ar", guest.name)
+    # CONTROL: access restored, list says running again.
+    assert shared_running() is True

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 import subprocess
+from pathlib import Path
 
 import gksshd
 import gktest
 import pytest
+
+from gatekeeper.deploy import sshdconfig
 
 pytestmark = [pytest.mark.sshd, pytest.mark.accounts]
 
@@ -57,10 +62,14 @@ def test_every_guest_gets_the_hardened_values_over_debian_globals(deployment, ac
     assert sorted(other["acceptenv"]) == ["LANG", "LC_*"]
 
 
-def test_a_group_grant_gets_a_match_group_block(site, accounts) -> None:
-    policy = gktest.write_root_file(
-        site.root / "group-policy.toml",
+def _group_policy(site, accounts, name: str, owner: str) -> Path:
+    return gktest.write_root_file(
+        site.root / f"{name}.toml",
         f"""version = 1
+[sessions.shared]
+socket = "/run/gatekeeper/shared/sock"
+owner = "{owner}"
+target = "shared"
 [programs.pager]
 argv = ["/usr/bin/less", "--", "/etc/hostname"]
 [[grant]]
@@ -68,14 +77,81 @@ groups = ["{accounts.group}"]
 program = "pager"
 """,
     )
+
+
+def _ctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(gktest.GATEKEEPERCTL), *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_a_group_grant_is_matched_by_the_members_names(site, accounts) -> None:
+    policy = _group_policy(site, accounts, "group-policy", accounts.host.name)
     text = gksshd.sshd_config(policy)
-    assert f"Match Group {accounts.group}\n" in text
-    assert "Match User" not in text
+    members = sorted([accounts.guest.name, accounts.pairer.name, accounts.member.name])
+    assert f"Match User {','.join(members)}\n" in text
+    assert "Match Group" not in text
     sshd = site.start("groups", text)
     values = site.effective(sshd, accounts.member.name)
     assert values["disableforwarding"] == ["yes"]
     assert values["forcecommand"][0].startswith(str(gktest.GATEKEEPER))
     assert site.effective(sshd, accounts.outsider.name)["forcecommand"] == ["none"]
+
+
+def test_the_host_in_the_share_group_is_never_captured(site, accounts) -> None:
+    """SECURITY.md §30: host and guest both in the group, a grant for the group."""
+    host = gktest.create_account(f"gk-hostg-{secrets.token_hex(2)}", [accounts.group])
+    try:
+        policy = _group_policy(site, accounts, "seed-trap", host.name)
+        # check fails (not warns) and names the host and the grant.
+        checked = _ctl("check", "--no-cache", str(policy))
+        assert checked.returncode == 1, checked.stdout
+        assert f"error: grant[0].groups ({accounts.group}): {host.name} would get" in checked.stdout
+        assert "it owns a session" in checked.stdout
+        # sshd-config prints no Match block at all.
+        generated = _ctl("sshd-config", "--policy", str(policy))
+        assert generated.returncode == 1
+        assert generated.stdout == ""
+        assert host.name in generated.stderr
+        # CONTROL: the 0.1 output (Match Group) gives the host the ForceCommand.
+        block = sshdconfig.render_block(f"Group {accounts.group}", str(gktest.GATEKEEPER))
+        old = site.start("seed-trap-control", block)
+        assert site.effective(old, host.name)["forcecommand"] == [str(gktest.GATEKEEPER)]
+        # Naming the guest instead: the host keeps its shell, the guest gets the gatekeeper.
+        fixed = gktest.write_root_file(
+            site.root / "seed-fixed.toml",
+            policy.read_text().replace(
+                f'groups = ["{accounts.group}"]', f'users = ["{accounts.guest.name}"]'
+            ),
+        )
+        assert _ctl("check", "--no-cache", str(fixed)).returncode == 0
+        sshd = site.start("seed-fixed", gksshd.sshd_config(fixed))
+        assert site.effective(sshd, host.name)["forcecommand"] == ["none"]
+        assert site.effective(sshd, accounts.guest.name)["forcecommand"][0].startswith(
+            str(gktest.GATEKEEPER)
+        )
+    finally:
+        gktest.delete_account(host.name)
+
+
+def test_a_non_guest_group_member_fails_check_and_doctor_leaves_it_alone(site, accounts) -> None:
+    """A member with bash and its own home is someone's account, not a guest."""
+    person = gktest.create_account(  # noqa: S604 - a person's ordinary account is the point
+        f"gk-human-{secrets.token_hex(2)}", [accounts.group], shell="/bin/bash"
+    )
+    try:
+        policy = _group_policy(site, accounts, "human", accounts.host.name)
+        checked = _ctl("check", "--no-cache", str(policy))
+        assert checked.returncode == 1
+        assert f"{person.name} would get the gatekeeper's ForceCommand" in checked.stdout
+        assert "not a guest account: its login shell is /bin/bash" in checked.stdout
+        doctor = _ctl("doctor", "--policy", str(policy), "--json")
+        lines = [c for c in json.loads(doctor.stdout)["checks"] if c["subject"] == person.name]
+        assert [c["status"] for c in lines] == ["fail"]
+        assert "usermod" not in lines[0]["fix"]
+        assert "chown" not in lines[0]["fix"]
+    finally:
+        gktest.delete_account(person.name)
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,8 @@ EXAMPLES = DOC / "examples"
 MAN_PAGES = (
     Path("/usr/share/man/man8/gatekeeper.8.gz"),
     Path("/usr/share/man/man8/gatekeeperctl.8.gz"),
+    Path("/usr/share/man/man8/gatekeeper-authorized-keys.8.gz"),
+    Path("/usr/bin/gatekeeper-authorized-keys"),
     Path("/usr/share/man/man5/gatekeeper.toml.5.gz"),
 )
 EX_DENIED = 1

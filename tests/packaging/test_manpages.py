@@ -39,7 +39,12 @@ def test_escape(case: EscapeCase) -> None:
 
 def test_pages_are_the_three_documented_ones_with_headers() -> None:
     pages = manpages.pages(DATE)
-    assert set(pages) == {"man8/gatekeeper.8", "man8/gatekeeperctl.8", "man5/gatekeeper.toml.5"}
+    assert set(pages) == {
+        "man8/gatekeeper.8",
+        "man8/gatekeeper-authorized-keys.8",
+        "man8/gatekeeperctl.8",
+        "man5/gatekeeper.toml.5",
+    }
     for path, text in pages.items():
         name, section = path.split("/", 1)[1].rsplit(".", 1)
         assert f".TH {name.upper()} {section} {DATE} " in text
@@ -86,4 +91,9 @@ def test_every_guest_request_and_exit_code_is_in_gatekeeper_8() -> None:
 def test_main_writes_the_pages(tmp_path) -> None:
     assert manpages.main([str(tmp_path), "--date", DATE]) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.[58]"))
-    assert written == ["man5/gatekeeper.toml.5", "man8/gatekeeper.8", "man8/gatekeeperctl.8"]
+    assert written == [
+        "man5/gatekeeper.toml.5",
+        "man8/gatekeeper-authorized-keys.8",
+        "man8/gatekeeper.8",
+        "man8/gatekeeperctl.8",
+    ]

@@ -120,9 +120,10 @@ def test_warnings_name_the_dangerous_grants(policy_dir: gkunit.PolicyDir) -> Non
         Problem("grant[4]", "expired: it no longer allows anything"),
         Problem(
             "sessions.s",
-            "people bob, carol get different modes: a person is only attribution on a "
-            "shared account (SSH_USER_AUTH is guest-writable); give each guest their own "
-            "account to separate privileges",
+            "people bob, carol get different modes, but the person comes from "
+            "SSH_USER_AUTH, which a shared guest account can rewrite: set [identity] "
+            'source = "authorized-keys-command" (sshd names the person) or give each '
+            "guest their own account",
         ),
         Problem("grant[3]", "a second default for pair: grant[0] wins (first in the file)"),
         Problem(
@@ -308,6 +309,44 @@ def test_explain_rejects_a_naive_time(policy_dir: gkunit.PolicyDir) -> None:
     with pytest.raises(SystemExit) as caught:
         cli.main(["explain", "--policy", str(path), "--user", ME, "--at", "2026-06-01T12:00:00"])
     assert caught.value.code == 2
+
+
+# --------------------------------------------------------------------------- the host is no guest
+
+HOST_AS_GUEST = """
+[sessions.shared]
+socket = "/run/gatekeeper/shared/sock"
+owner = "alice"
+target = "shared"
+
+[[grant]]
+users = ["pair", "alice"]
+session = "shared"
+"""
+
+
+def test_a_grant_naming_the_session_owner_fails_the_check(
+    policy_dir: gkunit.PolicyDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SECURITY.md §30: the host would get the ForceCommand (even before the account exists)."""
+    path = policy_dir.write(HOST_AS_GUEST)
+    assert cli.main(["check", "--no-cache", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"{path}: error: grant[0].users: alice would get the gatekeeper's ForceCommand, "
+        "but it owns a session (the host)"
+    ) in out
+    assert "pair" not in out.split("error:")[1].split("would get")[0]
+    # CONTROL: without alice in users the same policy checks clean.
+    fixed = policy_dir.write(HOST_AS_GUEST.replace('"pair", "alice"', '"pair"'))
+    assert cli.main(["check", "--no-cache", str(fixed)]) == 0
+
+
+def test_root_in_users_fails_the_check(policy_dir: gkunit.PolicyDir) -> None:
+    path = policy_dir.write(HOST_AS_GUEST.replace('"pair", "alice"', '"root"'))
+    report = check.check(str(path))
+    assert [p.path for p in report.errors] == ["grant[0].users"]
+    assert "it is root" in report.errors[0].message
 
 
 # ------------------------------------------------------------- explain = the record

@@ -270,12 +270,33 @@ BAD = [
     Bad(
         "short-fingerprint",
         '[people.bob]\nkeys = ["SHA256:abc"]\n',
-        ["people.bob.keys[0]: String should match pattern '^SHA256:[A-Za-z0-9+/]{43}$'"],
+        ["people.bob.keys[0]: a fingerprint is SHA256: and 43 base64 characters (ssh-keygen -lf)"],
+    ),
+    Bad(
+        "key-line-bad-base64",
+        '[people.bob]\nkeys = ["SHA256:' + "A" * 43 + '", "ssh-ed25519 AAAA!!!! bob"]\n',
+        ["people.bob.keys[1]: not a valid ssh-ed25519 key (bad base64 or a blob of another type)"],
+    ),
+    Bad(
+        "key-line-type-mismatch",
+        # an ssh-rsa blob labelled ssh-ed25519
+        '[people.bob]\nkeys = ["ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7"]\n',
+        ["people.bob.keys[0]: not a valid ssh-ed25519 key (bad base64 or a blob of another type)"],
+    ),
+    Bad(
+        "key-line-with-options",
+        '[people.bob]\nkeys = ["restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"]\n',
+        [
+            (
+                "people.bob.keys[0]: unknown key type 'restrict' "
+                "(options such as restrict are not allowed here)"
+            )
+        ],
     ),
     Bad(
         "shared-key",
         f'[people.bob]\nkeys = ["SHA256:{"B" * 43}"]\n[people.eve]\nkeys = ["SHA256:{"B" * 43}"]\n',
-        [f"people.eve.keys: key SHA256:{'B' * 43} also belongs to 'bob'"],
+        [f"people.eve.keys[0]: key SHA256:{'B' * 43} also belongs to 'bob'"],
     ),
     Bad(
         "audit-sink",
