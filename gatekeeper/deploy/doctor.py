@@ -34,6 +34,7 @@ from gatekeeper.deploy.sshdconfig import ACCEPT_NOTHING, DEFAULT_GATEKEEPER
 from gatekeeper.host.system import in_group, tmux_version
 from gatekeeper.login import fsafety
 from gatekeeper.login.textsafe import escape
+from gatekeeper.policy import cache
 from gatekeeper.policy.loader import PolicyError, load, parse
 from gatekeeper.policy.model import AUTHORIZED_KEYS_COMMAND, DEFAULT_PATH, READ_ONLY, Policy
 
@@ -93,6 +94,17 @@ class Options:
 
 
 # --------------------------------------------------------------------------- guests
+
+
+def check_fix(policy: str) -> str:
+    """The ``check`` command that refreshes the validated-policy cache for ``policy``.
+
+    For a policy outside /etc a plain ``check PATH`` only validates (it is a
+    config-management validator), so the fix names the cache directory.
+    """
+    if os.path.realpath(policy) == os.path.realpath(DEFAULT_PATH):
+        return f"gatekeeperctl check {policy}"
+    return f"gatekeeperctl check --cache-dir {cache.DEFAULT_DIR} {policy}"
 
 
 def guest_accounts(policy: Policy) -> tuple[list[pwd.struct_passwd], list[Check]]:
@@ -372,7 +384,7 @@ def keys_command_run_checks(options: Options, guest: str) -> list[Check]:
                 guest,
                 f"{person}'s key got no line (exit {answer.returncode}): the key index is "
                 f"missing or stale, or {person} has no grant for {guest}",
-                f"gatekeeperctl check {options.policy}",
+                check_fix(options.policy),
             )
         )
     return found
@@ -749,7 +761,7 @@ def diagnose(options: Options) -> list[Check]:
                 "policy",
                 options.policy,
                 escape(error.render()),
-                f"gatekeeperctl check {options.policy}",
+                check_fix(options.policy),
             )
         ]
     found = [Check("ok", "policy", options.policy, "root-owned, not writable by others, valid")]

@@ -24,6 +24,8 @@ import pytest
 from gatekeeper.login import authkeys
 from gatekeeper.policy import cache as policycache
 
+CACHE_DIR = "/var/cache/ssh-gatekeeper"
+
 pytestmark = [pytest.mark.sshd, pytest.mark.tmux, pytest.mark.accounts, pytest.mark.journald]
 
 AUTHORIZED_KEYS = gktest.GATEKEEPER.parent / "gatekeeper-authorized-keys"
@@ -42,7 +44,9 @@ class Identity:
 
     def check(self) -> None:
         result = subprocess.run(
-            [str(gktest.GATEKEEPERCTL), "check", str(self.policy)],
+            # A policy outside /etc is written to the cache (and key index) only on
+            # request: a plain `check PATH` is a side-effect-free validator.
+            [str(gktest.GATEKEEPERCTL), "check", "--cache-dir", CACHE_DIR, str(self.policy)],
             capture_output=True,
             text=True,
             check=False,
@@ -294,7 +298,7 @@ def test_doctor_verifies_the_keys_command_end_to_end(identity) -> None:
         identity.edit(identity.text + "\n")
         stale = doctor()["keys_command.known"]
         assert stale["status"] == "warn"
-        assert stale["fix"] == f"gatekeeperctl check {identity.policy}"
+        assert stale["fix"] == f"gatekeeperctl check --cache-dir {CACHE_DIR} {identity.policy}"
     finally:
         identity.edit(identity.text)
         identity.check()

@@ -49,10 +49,11 @@ EXAMPLES = DOC / "examples"
 MAN_PAGES = (
     Path("/usr/share/man/man8/gatekeeper.8.gz"),
     Path("/usr/share/man/man8/gatekeeperctl.8.gz"),
-    Path("/usr/share/man/man8/gatekeeper-authorized-keys.8.gz"),
-    Path("/usr/bin/gatekeeper-authorized-keys"),
     Path("/usr/share/man/man5/gatekeeper.toml.5.gz"),
+    Path("/usr/share/man/man8/gatekeeper-authorized-keys.8.gz"),
 )
+#: sshd's AuthorizedKeysCommand: a root-owned 0755 launcher (sshd refuses it otherwise).
+AUTHORIZED_KEYS = Path("/usr/bin/gatekeeper-authorized-keys")
 EX_DENIED = 1
 
 
@@ -116,7 +117,7 @@ def test_depends_on_the_exact_python_minor_the_venv_was_built_with(deb: Built) -
 
 def test_contents_modes_and_conffile(deb: Built) -> None:
     entries = deb_contents(deb.path)
-    for path in (GATEKEEPER, GATEKEEPERCTL):
+    for path in (GATEKEEPER, GATEKEEPERCTL, AUTHORIZED_KEYS):
         assert entries[str(path)] == "-rwxr-xr-x root/root"
     assert entries[str(CONFFILE)] == "-rw-r--r-- root/root"
     for name in (
