@@ -23,11 +23,14 @@ before exec, and containment must not stop it from being written):
 What the program may do afterwards (docs/threat-model.md):
 
 * read files and list directories anywhere DAC lets the guest (Landlock
-  ``READ_FILE | READ_DIR`` beneath ``/``);
+  ``READ_FILE | READ_DIR`` beneath every top-level directory but ``/dev``, where
+  only its terminal and ``/dev/null``, ``zero``, ``full``, ``random``,
+  ``urandom``: the guest's other ptys would show another login's keystrokes);
 * execute exactly its resolved binary and that binary's ELF interpreter
   (shared libraries are opened for reading and mmap'd, which Landlock does
   not check as execution);
-* write, create, remove and rename only beneath the ``write`` paths, and
+* write, create, remove and rename only beneath the ``write`` paths (refused
+  when one is, or passes through, a symlink: an earlier session could plant one), and
   write to its terminal and ``/dev/null``;
 * no socket of any family (seccomp), so no TCP, no Unix socket - in
   particular not the tmux server's (Landlock ABI 7 does not handle
@@ -43,6 +46,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import stat
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -126,6 +130,16 @@ DENIED_SYSCALLS: Final = (
     "fsopen",
     "move_mount",
     "mount",
+    # request_key(2) makes the kernel run /sbin/request-key (keyutils) outside the
+    # sandbox; add_key/keyctl write the uid's shared keyrings (red-team finding).
+    "request_key",
+    "add_key",
+    "keyctl",
+    # System V IPC objects are shared with every process of the uid, outside the
+    # domain; nothing contained needs them.
+    "shmget",
+    "msgget",
+    "semget",
 )
 #: Denied only when the Landlock ABI is older than 3 (no ``TRUNCATE`` right).
 TRUNCATE_SYSCALL: Final = "truncate"
@@ -156,6 +170,12 @@ _SYSCALLS: Final[dict[int, dict[str, int]]] = {
         "fsopen": 430,
         "move_mount": 429,
         "mount": 165,
+        "request_key": 249,
+        "add_key": 248,
+        "keyctl": 250,
+        "shmget": 29,
+        "msgget": 68,
+        "semget": 64,
         "truncate": 76,
     },
     AUDIT_ARCH_AARCH64: {
@@ -181,6 +201,12 @@ _SYSCALLS: Final[dict[int, dict[str, int]]] = {
         "fsopen": 430,
         "move_mount": 429,
         "mount": 40,
+        "request_key": 218,
+        "add_key": 217,
+        "keyctl": 219,
+        "shmget": 194,
+        "msgget": 186,
+        "semget": 190,
         "truncate": 45,
     },
 }
@@ -235,12 +261,20 @@ def build_ruleset(
     executables: Sequence[str],
     write: Sequence[tuple[str, bool]],
     terminals: Sequence[str],
+    readable: Sequence[tuple[str, bool]] = (("/", True),),
 ) -> Ruleset:
-    """The ruleset for one program (pure; ``write`` is ``(path, is_directory)``)."""
+    """The ruleset for one program (pure; ``write`` is ``(path, is_directory)``).
+
+    ``readable`` are ``(path, is_directory)`` it may read (:func:`readable_roots`:
+    everything but ``/dev``, whose other terminals the guest's uid may still open).
+    """
     if abi < MIN_ABI:
         raise ContainmentError(f"Landlock ABI {abi} is older than {MIN_ABI}")
     fs = handled_fs(abi)
-    rules = [Rule("/", FS_READ_FILE | FS_READ_DIR)]
+    rules = [
+        Rule(path, FS_READ_FILE | FS_READ_DIR if is_dir else FS_READ_FILE)
+        for path, is_dir in readable
+    ]
     rules += [Rule(path, FS_EXECUTE | FS_READ_FILE) for path in executables]
     rules += [Rule(path, write_rights(abi, directory=is_dir)) for path, is_dir in write]
     tty = FS_READ_FILE | FS_WRITE_FILE | (FS_IOCTL_DEV if abi >= 5 else 0)
@@ -458,6 +492,52 @@ def _attr_size(abi: int) -> int:
     return 8
 
 
+#: The devices a contained program may read besides its terminals (``/dev`` is not
+#: readable as a whole: sshd makes a guest's other ptys 0620 and owned by the guest,
+#: so another login's keystrokes could be read from them).
+READABLE_DEVICES: Final = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+
+def readable_roots(root: str = "/") -> list[tuple[str, bool]]:
+    """Every top-level directory of ``root`` except ``dev``, and :data:`READABLE_DEVICES`.
+
+    ``(path, is_directory)``: Landlock refuses directory rights on a file's rule.
+    """
+    entries = [os.path.join(root, name) for name in sorted(os.listdir(root)) if name != "dev"]
+    found = [(path, True) for path in entries if os.path.isdir(path)]
+    return found + [(path, False) for path in READABLE_DEVICES if os.path.exists(path)]
+
+
+def write_paths(write: Sequence[str]) -> list[tuple[str, bool]]:
+    """The existing ``write`` paths as ``(path, is_directory)``; refuse any symlink.
+
+    A path that is, or passes through, a symlink could have been planted by an
+    earlier contained session of the same guest (``ln -s / W/notes``): the rule
+    would then grant writes beneath the link's target.
+    """
+    found = []
+    for path in write:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if os.path.realpath(path) != path:
+            raise ContainmentError(f"write path {path} is or passes through a symlink")
+        found.append((path, stat.S_ISDIR(info.st_mode)))
+    return found
+
+
+def _open_rule_path(rule: Rule, write: frozenset[str]) -> int:
+    """An ``O_PATH`` fd for ``rule``; a write path must still be exactly that path."""
+    if rule.path not in write:
+        return os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
+    fd = os.open(rule.path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if os.readlink(f"/proc/self/fd/{fd}") != rule.path:  # swapped since write_paths()
+        os.close(fd)
+        raise ContainmentError(f"write path {rule.path} changed while being contained")
+    return fd
+
+
 def prepare(binary: str, write: Sequence[str], terminals: Sequence[str]) -> Prepared:
     """Build the ruleset in the kernel (not yet enforced); raise :class:`ContainmentError`."""
     arch = machine_arch()
@@ -466,13 +546,15 @@ def prepare(binary: str, write: Sequence[str], terminals: Sequence[str]) -> Prep
         raise ContainmentError("Landlock is not available (kernel 5.13+ with lsm=...,landlock)")
     if not seccomp_available():
         raise ContainmentError("seccomp filters are not available (CONFIG_SECCOMP_FILTER)")
-    paths = [(path, os.path.isdir(path)) for path in write if os.path.exists(path)]
+    paths = write_paths(write)
     ruleset = build_ruleset(
         abi,
         executables=executables(binary),
         write=paths,
         terminals=[t for t in terminals if os.path.exists(t)],
+        readable=readable_roots(),
     )
+    writable = frozenset(path for path, _ in paths)
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
     attr = _RulesetAttr(ruleset.handled_fs, ruleset.handled_net, ruleset.scoped)
@@ -487,7 +569,7 @@ def prepare(binary: str, write: Sequence[str], terminals: Sequence[str]) -> Prep
     )
     try:
         for rule in ruleset.rules:
-            parent = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
+            parent = _open_rule_path(rule, writable)
             try:
                 beneath = _PathBeneathAttr(rule.access, parent)
                 _check(

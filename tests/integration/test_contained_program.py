@@ -31,7 +31,7 @@ PYTHON = "/usr/bin/python3"
 ATTACK = textwrap.dedent(
     """
     import json, os, socket, subprocess, sys
-    wdir, drop, tmux_sock, port, outside, journal = sys.argv[1:7]
+    wdir, drop, tmux_sock, port, outside, journal, other_pty = sys.argv[1:8]
     results = {}
     def save():
         with open(os.path.join(wdir, "results.json"), "w") as f:
@@ -51,6 +51,10 @@ ATTACK = textwrap.dedent(
     results["extra_fds"] = [t for t in fds if t]
     save()
     probe("write_inside", lambda: open(os.path.join(wdir, "mine"), "w").write("x"))
+    def read_other_pty():
+        fd = os.open(other_pty, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        return os.read(fd, 100).decode().strip()
+    probe("read_other_pty", read_other_pty)
     probe("write_outside", lambda: open(outside, "w").write("x"))
     probe("unix_socket", lambda: socket.socket(socket.AF_UNIX).connect(tmux_sock))
     def dgram_to_path():
@@ -60,6 +64,15 @@ ATTACK = textwrap.dedent(
     probe("tcp_connect", lambda: socket.create_connection(("127.0.0.1", int(port)), 5).close())
     probe("fork", lambda: os.waitpid(pid, 0) if (pid := os.fork()) else os._exit(0))
     probe("memfd", lambda: os.memfd_create("x"))
+    def sysv_ipc():
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        made = libc.shmget(0, 4096, 0o1000 | 0o600)  # IPC_PRIVATE, IPC_CREAT
+        if made < 0:
+            raise OSError(ctypes.get_errno(), "shmget")
+        libc.shmctl(made, 0, None)  # IPC_RMID: the control leaves nothing behind
+        return "made"
+    probe("sysv_ipc", sysv_ipc)
     def thread():
         import threading
         t = threading.Thread(target=lambda: None)
@@ -98,6 +111,15 @@ class World:
         self.sink = root / "sink.sock"
         self.receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.receiver.bind(str(self.sink))
+        # Another login of the same guest: sshd makes its pty the guest's, 0620.
+        self.pty_master, self.pty_slave = os.openpty()
+        self.pty = os.ttyname(self.pty_slave)
+        os.chown(self.pty, guest.uid, os.stat(self.pty).st_gid)
+        os.chmod(self.pty, 0o620)
+        self.type_on_other_pty()
+
+    def type_on_other_pty(self) -> None:
+        os.write(self.pty_master, b"other-login-secret\n")
         self.sink.chmod(0o666)
         self.port = self.listener.getsockname()[1]
 
@@ -109,6 +131,7 @@ class World:
             str(self.port),
             str(self.outside),
             str(self.sink),
+            self.pty,
         ]
 
     def results(self) -> dict[str, object]:
@@ -118,6 +141,7 @@ class World:
     def reset(self) -> None:
         for path in (*self.wdir.iterdir(), *self.drop.iterdir()):
             path.unlink()
+        self.type_on_other_pty()
 
 
 @pytest.fixture
@@ -126,6 +150,8 @@ def world(world_dir: Path, accounts) -> Iterator[World]:
     yield made
     made.listener.close()
     made.receiver.close()
+    os.close(made.pty_master)
+    os.close(made.pty_slave)
 
 
 def test_contained_python_cannot_escape_but_the_same_attack_uncontained_owns_the_host(
@@ -142,6 +168,8 @@ def test_contained_python_cannot_escape_but_the_same_attack_uncontained_owns_the
     assert results["tcp_connect"] == "ok:None"
     assert results["socketpair_sendto"] == "ok:1"
     assert results["write_outside"] == "ok:1"
+    assert results["read_other_pty"] == "ok:other-login-secret"  # another login's keys
+    assert results["sysv_ipc"] == "ok:made"
     assert results["control_mode"] == "ok:0"
     pwned = world.drop / "pwned"
     gktest.wait_until(lambda: pwned.exists() and pwned.read_text().strip(), 10, "run-shell")
@@ -179,6 +207,7 @@ program = "attack"
     assert results == {
         "extra_fds": [],
         "write_inside": "ok:1",
+        "read_other_pty": "denied:PermissionError",
         "write_outside": "denied:PermissionError",
         "unix_socket": "denied:PermissionError",
         "socketpair_sendto": "denied:PermissionError",
@@ -186,6 +215,7 @@ program = "attack"
         "fork": "denied:PermissionError",
         "thread": "ok:None",
         "memfd": "denied:PermissionError",
+        "sysv_ipc": "denied:PermissionError",
         "control_mode": "denied:PermissionError",
         "exec_own_script": "denied:PermissionError",
         "exec_sh": "denied:PermissionError",

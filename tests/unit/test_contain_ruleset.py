@@ -154,3 +154,42 @@ def test_a_script_brings_its_interpreter(tmp_path: object) -> None:
 def test_not_an_elf_file() -> None:
     with pytest.raises(c.ContainmentError, match="not an ELF file"):
         c.elf_interpreter(b"hello")
+
+
+def test_dev_is_not_readable_as_a_whole_only_safe_devices_are(tmp_path) -> None:
+    """The guest's other ptys (0620, the guest's own) are under /dev: not readable."""
+    for name in ("usr", "dev", "etc"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "file").touch()  # a file at the top: no rule (directory rights on it: EINVAL)
+    roots = c.readable_roots(str(tmp_path))
+    paths = [path for path, _ in roots]
+    assert (str(tmp_path / "usr"), True) in roots
+    assert (str(tmp_path / "etc"), True) in roots
+    assert str(tmp_path / "dev") not in paths
+    assert str(tmp_path / "file") not in paths
+    assert ("/dev/null", False) in roots
+    assert not [p for p in paths if p.startswith("/dev/pts")]
+    rules = {
+        r.path
+        for r in c.build_ruleset(7, executables=[], write=[], terminals=[], readable=roots).rules
+    }
+    assert "/" not in rules
+    assert str(tmp_path / "dev") not in rules
+
+
+def test_a_write_path_behind_a_symlink_is_refused(tmp_path) -> None:
+    """ATTACK: session 1 swaps W/notes for a link to /; session 2 would write anywhere."""
+    work = tmp_path / "w"
+    (work / "notes").mkdir(parents=True)
+    # CONTROL: the real directory is accepted.
+    assert c.write_paths([str(work / "notes")]) == [(str(work / "notes"), True)]
+    (work / "notes").rmdir()
+    (work / "notes").symlink_to("/")
+    with pytest.raises(c.ContainmentError, match="is or passes through a symlink"):
+        c.write_paths([str(work / "notes")])
+    (work / "file").touch()
+    link = tmp_path / "via"
+    link.symlink_to(work)
+    with pytest.raises(c.ContainmentError, match="is or passes through a symlink"):
+        c.write_paths([str(link / "file")])
+    assert c.write_paths([str(tmp_path / "missing")]) == []
