@@ -75,11 +75,15 @@ class _UntrustedError(Exception):
 
 
 def _sha256(data: bytes) -> _Hash:
-    # The builtin module, not hashlib (which loads OpenSSL on every key). A Python
-    # without it raises here: main() exits 1 and sshd refuses the key.
-    import _sha256  # type: ignore[import-not-found]  # noqa: PLC0415 - builtin, no stub
+    # The builtin module, not hashlib (which loads OpenSSL on every key): `_sha256`
+    # up to Python 3.11, `_sha2` from 3.12 (Debian 13's 3.13). A Python with neither
+    # raises here: main() exits 1 and sshd refuses the key.
+    try:
+        import _sha2 as builtin  # type: ignore[import-not-found]  # noqa: PLC0415 - 3.12+, no stub
+    except ModuleNotFoundError:
+        import _sha256 as builtin  # type: ignore[import-not-found]  # noqa: PLC0415 - <= 3.11
 
-    return _sha256.sha256(data)  # type: ignore[no-any-return]  # the same object as hashlib's
+    return builtin.sha256(data)  # type: ignore[no-any-return]  # the same object as hashlib's
 
 
 def _sha256_hex(data: bytes) -> str:
